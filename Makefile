@@ -1,0 +1,103 @@
+# libfrcnn build. Plain GNU make; every output goes under build/.
+#   make            libraries (static + shared with soname) and example programs
+#   make test       the cmocka suite (installs missing Debian packages first)
+#   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      kernel benchmarks: a table on stdout, figures in build/bench.tsv
+#   make install PREFIX=/usr/local DESTDIR=
+
+VERSION_MAJOR := 0
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+BUILD ?= build
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+DEP_CFLAGS := $(shell pkg-config --cflags openblas cmocka 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm -lpthread
+TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARNINGS) $(CFLAGS) -Iinclude $(DEP_CFLAGS)
+LIB_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -DFRCNN_BUILDING_LIBRARY -Ilib/core
+
+LIB_SRC := $(sort $(wildcard lib/*/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+STATIC_LIB := $(BUILD)/libfrcnn.a
+SHARED_LIB := $(BUILD)/libfrcnn.so.$(VERSION)
+SONAME := libfrcnn.so.$(VERSION_MAJOR)
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all test sanitize bench install clean deps
+all: $(STATIC_LIB) $(SHARED_LIB) $(EXAMPLE_BIN)
+
+# Installs (as root) or names (otherwise) the Debian packages we build against, once per build tree.
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): tools/ensure-deps.sh
+	@sh tools/ensure-deps.sh
+	@mkdir -p $(@D) && touch $@
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h lib/*/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(DEP_LIBS)
+	ln -sf libfrcnn.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libfrcnn.so
+
+$(BUILD)/testutil.o: tests/testutil.c tests/testutil.h include/frcnn.h | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -c $< -o $@
+
+# Tests may reach internal (frcnn__) functions, so they link the static library.
+$(BUILD)/tests/%: tests/%.c $(BUILD)/testutil.o $(STATIC_LIB) tests/testutil.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -Ilib/core $< $(BUILD)/testutil.o $(STATIC_LIB) $(TEST_LIBS) $(DEP_LIBS) -o $@
+
+$(BUILD)/examples/%: examples/%.c $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $< $(STATIC_LIB) $(DEP_LIBS) -o $@
+
+$(BUILD)/bench/%: tests/bench/%.c $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -Ilib/core $< $(STATIC_LIB) $(DEP_LIBS) -o $@
+
+test: all $(TEST_BIN)
+	@sh tests/run.sh $(TEST_BIN)
+
+sanitize:
+	$(MAKE) BUILD=build/sanitize CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+bench: all $(BENCH_BIN)
+	@rm -f $(BUILD)/bench.tsv
+	@for b in $(BENCH_BIN); do $$b $(BUILD)/bench.tsv || exit 1; done
+
+$(BUILD)/frcnn.pc: Makefile
+	@mkdir -p $(@D)
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: frcnn\nDescription: Faster R-CNN training and inference on the CPU\nVersion: %s\nRequires.private: openblas\nLibs: -L$${libdir} -lfrcnn\nLibs.private: -lm -lpthread\nCflags: -I$${includedir}\n' \
+		'$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' '$(VERSION)' > $@
+
+install: $(STATIC_LIB) $(SHARED_LIB) $(BUILD)/frcnn.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/frcnn.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libfrcnn.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfrcnn.so
+	install -m 644 $(BUILD)/frcnn.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+clean:
+	rm -rf $(BUILD)

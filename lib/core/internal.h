@@ -1,0 +1,71 @@
+/* Internal declarations shared by the library's files: the layouts behind the opaque handles, error reporting,
+ * allocation, checked size arithmetic, argument checks and the parallel loop. Never installed. */
+#ifndef FRCNN_INTERNAL_H
+#define FRCNN_INTERNAL_H
+
+#include "frcnn.h"
+
+#include <stdarg.h>
+
+#define FRCNN__ALIGN 64
+#define FRCNN__ERROR_LEN 512
+
+struct frcnn_ctx {
+    frcnn_allocator allocator;
+    frcnn_log_fn log;
+    void *log_user;
+    frcnn_log_level log_level;
+    int n_threads;
+    char last_error[FRCNN__ERROR_LEN];
+};
+
+typedef enum frcnn__tensor_kind {
+    FRCNN__TENSOR_OWNED = 0, /* header and data from the context's allocator */
+    FRCNN__TENSOR_ARENA = 1, /* header and data in an arena: never freed one by one */
+    FRCNN__TENSOR_WRAP = 2   /* header from the allocator, data owned by the caller */
+} frcnn__tensor_kind;
+
+struct frcnn_tensor {
+    float *data;
+    int ndim;
+    int64_t dims[FRCNN_MAX_DIMS];
+    size_t numel;
+    frcnn__tensor_kind kind;
+    frcnn_ctx *ctx; /* for freeing; NULL for arena tensors */
+};
+
+/* The context an arena reports its errors to. */
+frcnn_ctx *frcnn__arena_ctx(const frcnn_arena *arena);
+
+/* Records a one-line message on ctx (if not NULL) and returns status, so callers write
+ * `return frcnn__error(ctx, FRCNN_ERR_SHAPE, "...", ...);`. */
+frcnn_status frcnn__error(frcnn_ctx *ctx, frcnn_status status, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* 64-byte aligned memory from the context's allocator, or NULL (and a message on ctx) on failure. */
+void *frcnn__alloc(frcnn_ctx *ctx, size_t size);
+void frcnn__free(frcnn_ctx *ctx, void *ptr, size_t size);
+
+/* Checked arithmetic: false (and *out untouched) when the result would not fit. */
+bool frcnn__mul_size(size_t a, size_t b, size_t *out);
+bool frcnn__add_size(size_t a, size_t b, size_t *out);
+
+/* Argument checks that fill the context's message. `name` names the argument in the message. */
+frcnn_status frcnn__check_tensor(frcnn_ctx *ctx, const frcnn_tensor *t, const char *name, int ndim);
+frcnn_status frcnn__check_same_shape(frcnn_ctx *ctx, const frcnn_tensor *a, const char *a_name,
+                                     const frcnn_tensor *b, const char *b_name);
+/* Writes "(2, 3, 4, 5)" into buf. */
+void frcnn__shape_str(const frcnn_tensor *t, char *buf, size_t len);
+/* Fails unless dims[0..ndim) are all in [1, INT32_MAX] and their product fits in size_t floats. */
+frcnn_status frcnn__check_dims(frcnn_ctx *ctx, int ndim, const int64_t *dims, const char *name, size_t *numel);
+
+/* Runs fn(arg, begin, end) over [0, n) split into contiguous ranges, one per thread of the context (the calling
+ * thread takes the first). Each range must write only what it owns; results then do not depend on the thread
+ * count. Runs inline when n is small or one thread is configured. */
+typedef void (*frcnn__range_fn)(void *arg, size_t begin, size_t end);
+void frcnn__parallel_for(frcnn_ctx *ctx, size_t n, size_t min_per_thread, frcnn__range_fn fn, void *arg);
+
+#endif /* FRCNN_INTERNAL_H */

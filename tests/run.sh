@@ -1,0 +1,21 @@
+#!/bin/sh
+# Runs each cmocka test binary given as an argument, then prints one total line. Exits non-zero if any test
+# failed or any binary crashed.
+passed=0
+failed=0
+status=0
+for bin in "$@"; do
+    out=$("$bin" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    if [ "$rc" -ne 0 ]; then
+        status=1
+        [ -z "$f" ] && { echo "$bin exited with status $rc"; failed=$((failed + 1)); }
+    fi
+done
+echo "tests: $passed passed, $failed failed"
+exit $status

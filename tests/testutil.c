@@ -1,0 +1,102 @@
+/* Shared test helpers; see testutil.h. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void tu_assert_close(const char *what, const float *a, const float *b, size_t n, double atol, double rtol)
+{
+    size_t first_bad = n, worst = 0;
+    double max_err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)a[i] - (double)b[i]);
+        if (isnan(a[i]) != isnan(b[i]))
+            err = INFINITY;
+        if (err > max_err) {
+            max_err = err;
+            worst = i;
+        }
+        if (first_bad == n && !(err <= atol + rtol * fabs((double)b[i])))
+            first_bad = i;
+    }
+    if (first_bad < n) {
+        print_error("%s: %zu elements, first mismatch at [%zu]: %.9g vs %.9g; max error %.3g at [%zu] "
+                    "(%.9g vs %.9g); atol %.3g rtol %.3g\n",
+                    what, n, first_bad, (double)a[first_bad], (double)b[first_bad], max_err, worst,
+                    (double)a[worst], (double)b[worst], atol, rtol);
+        fail();
+    }
+}
+
+void tu_assert_identical(const char *what, const float *a, const float *b, size_t n)
+{
+    if (memcmp(a, b, n * sizeof(float)) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+                print_error("%s: not bit-identical at [%zu] of %zu: %.9g vs %.9g\n", what, i, n, (double)a[i],
+                            (double)b[i]);
+                break;
+            }
+        }
+        fail();
+    }
+}
+
+void tu_fill_uniform(float *a, size_t n, uint64_t seed, float lo, float hi)
+{
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++)
+        a[i] = lo + (hi - lo) * frcnn_rng_uniform(&rng);
+}
+
+frcnn_tensor *tu_tensor(frcnn_ctx *ctx, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t dims[4] = {d0, d1, d2, d3};
+    frcnn_tensor *t = NULL;
+    frcnn_status st = frcnn_tensor_create(ctx, ndim, dims, &t);
+    if (st != FRCNN_OK) {
+        print_error("tensor create: %s\n", frcnn_ctx_last_error(ctx));
+        fail();
+    }
+    return t;
+}
+
+frcnn_ctx *tu_ctx(void)
+{
+    frcnn_ctx *ctx = NULL;
+    assert_int_equal(frcnn_ctx_create(NULL, &ctx), FRCNN_OK);
+    return ctx;
+}
+
+void tu_gradcheck(const char *what, tu_loss_fn loss, void *state, float *param, const float *analytic, size_t n,
+                  float eps, double atol, double rtol)
+{
+    for (size_t i = 0; i < n; i++) {
+        float saved = param[i];
+        param[i] = saved + eps;
+        double up = loss(state);
+        param[i] = saved - eps;
+        double down = loss(state);
+        param[i] = saved;
+        /* The step actually taken in float, not the nominal eps. */
+        double h = (double)(saved + eps) - (double)(saved - eps);
+        double numeric = (up - down) / h;
+        double err = fabs(numeric - (double)analytic[i]);
+        double scale = fmax(fabs(numeric), fabs((double)analytic[i]));
+        if (!(err <= atol + rtol * scale)) {
+            print_error("%s: gradient mismatch at [%zu] of %zu: numeric %.9g, analytic %.9g (error %.3g)\n", what,
+                        i, n, numeric, (double)analytic[i], err);
+            fail();
+        }
+    }
+}
+
+double tu_dot(const float *y, const float *r, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)y[i] * (double)r[i];
+    return s;
+}
