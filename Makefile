@@ -1,5 +1,6 @@
 # libfrcnn build. Plain GNU make; every output goes under build/.
 #   make            libraries (static + shared with soname) and example programs
+#   make demo       the main job on built-in data
 #   make test       the cmocka suite (installs missing Debian packages first)
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      kernel benchmarks: a table on stdout, figures in build/bench.tsv
@@ -36,7 +37,7 @@ SHARED_LIB := $(BUILD)/libfrcnn.so.$(VERSION)
 SONAME := libfrcnn.so.$(VERSION_MAJOR)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test sanitize bench install clean deps
+.PHONY: all test demo sanitize bench install clean deps
 all: $(STATIC_LIB) $(SHARED_LIB) $(EXAMPLE_BIN)
 
 # Installs (as root) or names (otherwise) the Debian packages we build against, once per build tree.
@@ -75,15 +76,22 @@ $(BUILD)/bench/%: tests/bench/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -Ilib/core $< $(STATIC_LIB) $(DEP_LIBS) -o $@
 
+# Examples that check their own result run with the suite.
+SELF_CHECKING_EXAMPLES := $(BUILD)/examples/tiny_classifier
+
 test: all $(TEST_BIN)
-	@sh tests/run.sh $(TEST_BIN)
+	@sh tests/run.sh $(TEST_BIN) $(SELF_CHECKING_EXAMPLES)
+
+# The main job on built-in data. Until the detector lands this trains the kernel-API classifier example.
+demo: all
+	$(BUILD)/examples/tiny_classifier
 
 sanitize:
 	$(MAKE) BUILD=build/sanitize CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
 bench: all $(BENCH_BIN)
 	@rm -f $(BUILD)/bench.tsv
-	@for b in $(BENCH_BIN); do $$b $(BUILD)/bench.tsv || exit 1; done
+	@for b in $(BENCH_BIN); do env $$(sh tools/blas-env.sh) $$b $(BUILD)/bench.tsv || exit 1; done
 
 $(BUILD)/frcnn.pc: Makefile
 	@mkdir -p $(@D)

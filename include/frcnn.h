@@ -115,6 +115,13 @@ FRCNN_API void frcnn_ctx_clear_error(frcnn_ctx *ctx);
 FRCNN_API frcnn_status frcnn_ctx_set_threads(frcnn_ctx *ctx, int n);
 FRCNN_API int frcnn_ctx_threads(const frcnn_ctx *ctx);
 
+/* The name of the GEMM kernel OpenBLAS chose for this CPU, e.g. "SkylakeX". Static storage. */
+FRCNN_API const char *frcnn_blas_core(void);
+/* When OpenBLAS fell back to a generic kernel on a CPU that supports a much faster one (it does so for CPU models
+ * newer than its own release), the value to give OPENBLAS_CORETYPE in the environment before the program starts,
+ * e.g. "SkylakeX"; otherwise NULL. frcnn_ctx_create logs a warning in that case. */
+FRCNN_API const char *frcnn_blas_suggested_core(void);
+
 /* Sends one formatted line to the context's log callback (used by the example programs too). */
 FRCNN_API void frcnn_ctx_log(frcnn_ctx *ctx, frcnn_log_level level, const char *fmt, ...)
 #ifdef __GNUC__

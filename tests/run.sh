@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs each cmocka test binary given as an argument, then prints one total line. Exits non-zero if any test
-# failed or any binary crashed.
+# Runs each test program given as an argument, then prints one total line. A cmocka binary counts its tests;
+# any other program (an example that checks its own result) counts as one test, passed when it exits 0.
+# Exits non-zero if any test failed or any program crashed.
 passed=0
 failed=0
 status=0
@@ -11,6 +12,10 @@ for bin in "$@"; do
     # cmocka writes the verdict to stderr and the rest to stdout, so it may share a line with other output.
     p=$(printf '%s\n' "$out" | grep -o '\[  PASSED  \] [0-9]* test' | tail -n 1 | tr -dc 0-9)
     f=$(printf '%s\n' "$out" | grep -o '\[  FAILED  \] [0-9]* test' | tail -n 1 | tr -dc 0-9)
+    if [ -z "$p$f" ]; then
+        if [ "$rc" -eq 0 ]; then p=1; else f=1; fi
+        echo "[ $( [ "$rc" -eq 0 ] && echo PASSED || echo FAILED ) ] $bin (exit status $rc)"
+    fi
     passed=$((passed + ${p:-0}))
     failed=$((failed + ${f:-0}))
     if [ "$rc" -ne 0 ]; then
