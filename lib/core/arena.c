@@ -57,7 +57,7 @@ frcnn_status frcnn_arena_alloc(frcnn_arena *arena, size_t size, void **out)
         return frcnn__error(arena->ctx, FRCNN_ERR_NO_MEMORY,
                             "arena full: %zu bytes asked, %zu of %zu in use; plan a larger arena", size, arena->used,
                             arena->capacity);
-    *out = arena->base + arena->used;
+    *out = arena->base ? arena->base + arena->used : NULL; /* zero capacity: no block, and NULL + 0 is undefined */
     arena->used += rounded;
     if (arena->used > arena->peak)
         arena->peak = arena->used;

@@ -67,9 +67,11 @@ frcnn_status frcnn_tensor_wrap(frcnn_ctx *ctx, float *data, int ndim, const int6
 {
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
-    if (!out || !data)
-        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "tensor_wrap: %s is NULL", out ? "data" : "out");
+    if (!out)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "tensor_wrap: out is NULL");
     *out = NULL;
+    if (!data)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "tensor_wrap: data is NULL");
     size_t numel;
     frcnn_status st = frcnn__check_dims(ctx, ndim, dims, "tensor_wrap", &numel);
     if (st != FRCNN_OK)
