@@ -94,7 +94,7 @@ int main(void)
         check(frcnn_softmax_xent_backward(ctx, prob, labels, -1, 1.0f, dlogits), "loss backward");
         check(frcnn_linear_backward(ctx, p, w2, dlogits, dp, dw2, db2), "linear backward");
         check(frcnn_maxpool_backward(ctx, &pool, dp, argmax, dh), "pool backward");
-        check(frcnn_relu_backward(ctx, h, dh, dh), "relu backward");
+        check(frcnn_relu_backward(ctx, h, dh, dh), "relu backward"); /* in place: gates dh */
         check(frcnn_conv2d_backward(ctx, &conv, x, w1, dh, NULL, dw1, db1, ws, ws_bytes), "conv backward");
         sgd(w1, dw1, 0.1f);
         sgd(b1, db1, 0.1f);

@@ -259,8 +259,8 @@ FRCNN_API frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_
                                              frcnn_tensor *dw, frcnn_tensor *db, void *workspace,
                                              size_t workspace_bytes);
 
-/* ReLU. y = max(x, 0), any shape; y may be x (in place). Backward uses the output y:
- * dx += dy where y > 0. */
+/* ReLU. y = max(x, 0), any shape; y may be x (in place). Backward uses the output y: dx += dy where y > 0.
+ * dx may be dy: then the gradient is gated in place (dy = 0 where y <= 0) rather than added to itself. */
 FRCNN_API frcnn_status frcnn_relu_forward(frcnn_ctx *ctx, const frcnn_tensor *x, frcnn_tensor *y);
 FRCNN_API frcnn_status frcnn_relu_backward(frcnn_ctx *ctx, const frcnn_tensor *y, const frcnn_tensor *dy,
                                            frcnn_tensor *dx);
@@ -356,6 +356,244 @@ FRCNN_API frcnn_status frcnn_smooth_l1_backward(frcnn_ctx *ctx, const frcnn_smoo
                                                 const frcnn_tensor *pred, const frcnn_tensor *target,
                                                 const frcnn_tensor *inside, const frcnn_tensor *outside, float dloss,
                                                 frcnn_tensor *dpred);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Boxes. A box is 4 floats (x1, y1, x2, y2) in pixels with inclusive corners, as in py-faster-rcnn: its width is
+ * x2 - x1 + 1. Arrays of boxes are (n, 4) row-major. Functions that need scratch memory take an arena and give
+ * back everything they took from it before returning.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* iou (na, nb) = intersection over union of every pair, with the inclusive "+1" convention: area =
+ * (x2 - x1 + 1) (y2 - y1 + 1), and no overlap when the intersection's width or height is <= 0. Degenerate boxes
+ * (x2 < x1 - 1) have IoU 0 with everything. */
+FRCNN_API frcnn_status frcnn_box_iou(frcnn_ctx *ctx, const float *a, size_t na, const float *b, size_t nb,
+                                     float *iou);
+
+/* Regression targets of py-faster-rcnn's bbox_transform: for each box and its target,
+ *   dx = (tcx - cx) / w, dy = (tcy - cy) / h, dw = log(tw / w), dh = log(th / h)   (w = x2 - x1 + 1, cx = x1 + w/2)
+ * then (d - means) / stds. deltas (n, 4). Boxes with w or h <= 0 are FRCNN_ERR_INVALID_ARG. */
+FRCNN_API frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *targets, size_t n,
+                                        const float means[4], const float stds[4], float *deltas);
+/* The exact inverse: d = deltas * stds + means; dw and dh are clamped at log(1000 / 16) so exp cannot overflow;
+ * out = (cx' - w'/2, cy' - h'/2, cx' + w'/2 - 1, cy' + h'/2 - 1), so decode(encode(b)) == b. (py-faster-rcnn's
+ * bbox_transform_inv omits the -1 and returns boxes one pixel larger; Detectron corrected it.) NULL means/stds
+ * mean 0 and 1. out may equal deltas. */
+FRCNN_API void frcnn_box_decode(const float *boxes, const float *deltas, size_t n, const float means[4],
+                                const float stds[4], float *out);
+/* Clips every box to [0, width - 1] x [0, height - 1]. */
+FRCNN_API void frcnn_box_clip(float *boxes, size_t n, float height, float width);
+
+/* Greedy non-maximum suppression: boxes in descending score order (equal scores: lower index first); a box is
+ * dropped when its IoU with an already kept box is > iou_threshold. keep (capacity n) receives the indices of
+ * the kept boxes in that order, at most max_keep of them (0 = no limit); *n_keep their count. NaN scores are an
+ * error. Scratch: frcnn_nms_scratch_bytes(n) from the arena. */
+FRCNN_API frcnn_status frcnn_nms(frcnn_ctx *ctx, frcnn_arena *scratch, const float *boxes, const float *scores,
+                                 size_t n, float iou_threshold, size_t max_keep, uint32_t *keep, size_t *n_keep);
+FRCNN_API size_t frcnn_nms_scratch_bytes(size_t n);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Anchors (py-faster-rcnn generate_anchors.py): a base_size square at the origin, reshaped to each ratio (h/w)
+ * keeping its area, w = rint(sqrt(area / ratio)), h = rint(w * ratio), then scaled; order: ratio-major, then
+ * scale. The defaults (16, ratios 0.5 1 2, scales 8 16 32) give the nine classic anchors.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define FRCNN_MAX_ANCHOR_SHAPES 8
+
+typedef struct frcnn_anchor_params {
+    float base_size;
+    int n_ratios;
+    float ratios[FRCNN_MAX_ANCHOR_SHAPES];
+    int n_scales;
+    float scales[FRCNN_MAX_ANCHOR_SHAPES];
+} frcnn_anchor_params;
+
+FRCNN_API frcnn_anchor_params frcnn_anchor_params_default(void);
+/* out (n_ratios * n_scales, 4). */
+FRCNN_API frcnn_status frcnn_anchors_base(frcnn_ctx *ctx, const frcnn_anchor_params *p, float *out);
+/* The base anchors shifted over a feat_h x feat_w map with the given stride. out (feat_h * feat_w * a, 4) in the
+ * order (y, x, anchor), the order of the RPN's outputs. */
+FRCNN_API frcnn_status frcnn_anchors_grid(frcnn_ctx *ctx, const float *base, size_t a, int feat_h, int feat_w,
+                                          int stride, float *out);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Target assignment and proposals (py-faster-rcnn rpn/anchor_target_layer.py, proposal_layer.py,
+ * proposal_target_layer.py). Ground truth: gt (g, 4) boxes in input-image pixels and gt_labels[g] in
+ * [1, num_classes). g may be 0.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct frcnn_anchor_target_params {
+    float positive_iou;     /* >= this: foreground (0.7) */
+    float negative_iou;     /* < this: background (0.3) */
+    int batch_size;         /* anchors sampled per image (256) */
+    float fg_fraction;      /* at most this share of the batch positive (0.5) */
+    int allowed_border;     /* anchors reaching further outside the image are ignored (0); < 0 keeps all */
+} frcnn_anchor_target_params;
+
+FRCNN_API frcnn_anchor_target_params frcnn_anchor_target_params_default(void);
+
+/* Labels every anchor (n, 4): 1 foreground, 0 background, -1 ignored. Foreground: IoU >= positive_iou with some
+ * GT, or the highest-IoU anchor(s) of a GT (ties included; a GT that overlaps no anchor gets none); background:
+ * max IoU < negative_iou; then at most fg_fraction * batch_size foreground and batch_size minus that many
+ * background are kept, chosen uniformly with rng, the rest set to -1. Writes labels[n], targets (n, 4)
+ * (bbox_transform to the best GT, unnormalised; 0 for non-foreground), inside_w (n, 4) (1 for foreground),
+ * outside_w (n, 4) (1 / number of labelled anchors for labelled ones). Scratch: n * (g + 8) * 4 bytes. */
+FRCNN_API frcnn_status frcnn_anchor_targets(frcnn_ctx *ctx, frcnn_arena *scratch,
+                                            const frcnn_anchor_target_params *p, frcnn_rng *rng,
+                                            const float *anchors, size_t n, const float *gt, size_t g,
+                                            float image_h, float image_w, int32_t *labels, float *targets,
+                                            float *inside_w, float *outside_w);
+
+typedef struct frcnn_proposal_params {
+    int pre_nms_top_n;  /* 12000 train, 6000 test */
+    int post_nms_top_n; /* 2000 train, 300 test */
+    float nms_iou;      /* 0.7 */
+    float min_size;     /* 16, in original-image pixels: multiplied by the image scale */
+} frcnn_proposal_params;
+
+/* train: true for the training values above. */
+FRCNN_API frcnn_proposal_params frcnn_proposal_params_default(bool train);
+
+/* The proposal layer: decode deltas (n, 4) at anchors (n, 4), clip to the image, drop boxes narrower or lower
+ * than min_size * image_scale, keep the pre_nms_top_n highest fg_scores[n], NMS, keep post_nms_top_n.
+ * rois (capacity post_nms_top_n, 4) and roi_scores (same capacity, may be NULL) receive them in descending score
+ * order; *n_rois their count. Scratch: frcnn_proposal_scratch_bytes(n). */
+FRCNN_API frcnn_status frcnn_proposals(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn_proposal_params *p,
+                                       const float *anchors, const float *deltas, const float *fg_scores,
+                                       size_t n, float image_h, float image_w, float image_scale, float *rois,
+                                       float *roi_scores, size_t *n_rois);
+FRCNN_API size_t frcnn_proposal_scratch_bytes(size_t n);
+
+typedef struct frcnn_roi_target_params {
+    int batch_size;      /* RoIs per image (128) */
+    float fg_fraction;   /* at most round(fg_fraction * batch_size) foreground (0.25) */
+    float fg_iou;        /* >= this: foreground (0.5) */
+    float bg_iou_hi;     /* background: IoU in [bg_iou_lo, bg_iou_hi) (0.5) */
+    float bg_iou_lo;     /* (0.0) */
+    float means[4];      /* target normalisation: (0, 0, 0, 0) */
+    float stds[4];       /* (0.1, 0.1, 0.2, 0.2) */
+} frcnn_roi_target_params;
+
+FRCNN_API frcnn_roi_target_params frcnn_roi_target_params_default(void);
+
+/* Samples the RoIs the head trains on: the proposals (np, 4) with the GT boxes appended, foreground chosen
+ * uniformly with rng up to the quota, then background to fill the batch (fewer when not enough exist). Writes,
+ * for the *n_out <= batch_size sampled RoIs, foreground first: out_rois (batch_size, 4), out_labels (class of
+ * the best GT for foreground, 0 for background), targets (batch_size, 4 * num_classes) with the normalised
+ * deltas in the columns of the RoI's class (0 elsewhere and for background), inside_w the same shape (1 where
+ * targets are set). Scratch: (np + g) * (g + 4) * 4 bytes. */
+FRCNN_API frcnn_status frcnn_roi_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn_roi_target_params *p,
+                                         frcnn_rng *rng, const float *proposals, size_t np, const float *gt,
+                                         const int32_t *gt_labels, size_t g, int num_classes, float *out_rois,
+                                         int32_t *out_labels, float *targets, float *inside_w, size_t *n_out);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The detector: Faster R-CNN with approximate joint training (py-faster-rcnn end2end). See docs/model.md for the
+ * data flow and every configuration field's source.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum frcnn_backbone {
+    FRCNN_BACKBONE_VGG16 = 0, /* conv1_1 .. conv5_3, 4 max-pools, stride 16 */
+    FRCNN_BACKBONE_SMALL = 1  /* 5 convs 32-64-128-256-256, 4 max-pools, stride 16 */
+} frcnn_backbone;
+
+/* A short constant name: "vgg16", "small". */
+FRCNN_API const char *frcnn_backbone_name(frcnn_backbone backbone);
+
+typedef struct frcnn_config {
+    frcnn_backbone backbone;
+    int num_classes;           /* including background at index 0 (21 for Pascal VOC) */
+    int short_side, max_side;  /* input scale: shortest side, cap on the longest (600, 1000) */
+    float pixel_means[3];      /* subtracted from B, G, R in 0..255 (102.9801, 115.9465, 122.7717) */
+    float pixel_stds[3];       /* then divided by these (1, 1, 1: Caffe's VGG16 uses raw 0..255 scale) */
+    int frozen_convs;          /* the first convolutions that are not trained (4: conv1_x, conv2_x) */
+    frcnn_anchor_params anchors;
+    int feat_stride;           /* 16; must equal the backbone's */
+    int rpn_channels;          /* the RPN's 3x3 conv (512) */
+    frcnn_anchor_target_params rpn_targets;
+    float rpn_sigma;           /* smooth-L1 sigma of the RPN (3) */
+    frcnn_proposal_params train_proposals, test_proposals;
+    frcnn_roi_target_params roi_targets;
+    int max_gt_boxes;          /* GT boxes per image the model plans for (256) */
+    int pooled_size;           /* RoI pooling bins per side (7) */
+    int fc_channels;           /* fc6 and fc7 width (4096) */
+    float dropout;             /* after fc6 and fc7, training only (0.5) */
+    float head_sigma;          /* smooth-L1 sigma of the head (1) */
+    float score_threshold;     /* detections below are dropped (0.05) */
+    float test_nms_iou;        /* per-class NMS at test time (0.3) */
+    int max_detections;        /* per image over all classes (100) */
+} frcnn_config;
+
+/* The paper's VGG16 configuration (REFERENCE.md section 1) and the small CPU configuration (docs/model.md). */
+FRCNN_API frcnn_config frcnn_config_vgg16(void);
+FRCNN_API frcnn_config frcnn_config_small(void);
+/* Checks every field; FRCNN_ERR_INVALID_ARG with a message naming the first bad one. */
+FRCNN_API frcnn_status frcnn_config_validate(frcnn_ctx *ctx, const frcnn_config *config);
+
+typedef struct frcnn_model frcnn_model;
+
+/* Creates a model with weights initialised from `seed` (convs: He normal; RPN heads and class scores:
+ * normal std 0.01; box regression: std 0.001; biases 0), and plans its activation memory for the largest input
+ * the configuration allows (short_side x max_side either way round). Free with frcnn_model_free before ctx. */
+FRCNN_API frcnn_status frcnn_model_create(frcnn_ctx *ctx, const frcnn_config *config, uint64_t seed,
+                                          frcnn_model **out);
+FRCNN_API void frcnn_model_free(frcnn_model *model);
+/* The configuration the model was created with; lives as long as the model. */
+FRCNN_API const frcnn_config *frcnn_model_config(const frcnn_model *model);
+/* Bytes the model holds: parameters and gradients, and planned activations and scratch. */
+FRCNN_API size_t frcnn_model_param_bytes(const frcnn_model *model);
+FRCNN_API size_t frcnn_model_activation_bytes(const frcnn_model *model);
+
+/* A parameter and its gradient, by stable name (torchvision's where one exists, e.g. "backbone.features.0.weight",
+ * "rpn.head.conv.weight", "roi_heads.box_head.fc6.weight", "roi_heads.box_predictor.cls_score.bias"). The
+ * pointers live as long as the model. */
+typedef struct frcnn_param {
+    const char *name;
+    frcnn_tensor *value;
+    frcnn_tensor *grad;
+    bool is_bias;   /* the paper trains biases at 2x the learning rate and without weight decay */
+    bool trainable; /* false for the frozen convolutions: their gradient stays zero */
+} frcnn_param;
+
+FRCNN_API size_t frcnn_model_param_count(const frcnn_model *model);
+/* Fills *out for parameter i in [0, count); the order is fixed for a configuration. */
+FRCNN_API frcnn_status frcnn_model_param(const frcnn_model *model, size_t i, frcnn_param *out);
+FRCNN_API frcnn_status frcnn_model_find_param(const frcnn_model *model, const char *name, frcnn_param *out);
+/* Zeroes every gradient. Training steps add into the gradients, so gradient accumulation over images is
+ * calling frcnn_model_train_step several times between zero_grad and the optimizer. */
+FRCNN_API void frcnn_model_zero_grad(frcnn_model *model);
+
+/* An input image, already prepared: (1, 3, h, w) BGR, (pixel - pixel_means) / pixel_stds, resized by `scale` from
+ * the original image. h and w must fit the model's plan (frcnn_model_create). */
+typedef struct frcnn_input {
+    const frcnn_tensor *image;
+    float scale;
+} frcnn_input;
+
+typedef struct frcnn_losses {
+    float rpn_cls, rpn_box, cls, box;
+    float total;
+    int rpn_fg, rpn_bg;  /* anchors sampled */
+    int roi_fg, roi_bg;  /* RoIs sampled */
+} frcnn_losses;
+
+/* One training forward and backward pass on one image. gt (g, 4) boxes in the prepared image's pixels,
+ * gt_labels[g] in [1, num_classes); g may be 0 (background only). Random choices (anchor and RoI sampling,
+ * dropout) draw from rng in a fixed order. Gradients are ADDED into the model's gradients. A non-finite loss
+ * returns FRCNN_ERR_NOT_FINITE before any gradient is touched. */
+FRCNN_API frcnn_status frcnn_model_train_step(frcnn_model *model, const frcnn_input *input, const float *gt,
+                                              const int32_t *gt_labels, size_t g, frcnn_rng *rng,
+                                              frcnn_losses *losses);
+
+typedef struct frcnn_detection {
+    float x1, y1, x2, y2; /* in original-image pixels (the prepared image's divided by scale) */
+    float score;
+    int32_t label;        /* class in [1, num_classes) */
+} frcnn_detection;
+
+/* Detection on one image: proposals (test values), head, per-class decoding, score threshold, per-class NMS,
+ * at most max_detections by score. dets (capacity) receives them in descending score order, *n their count. */
+FRCNN_API frcnn_status frcnn_model_detect(frcnn_model *model, const frcnn_input *input, frcnn_detection *dets,
+                                          size_t capacity, size_t *n);
 
 #ifdef __cplusplus
 }

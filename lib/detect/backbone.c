@@ -1,0 +1,82 @@
+/* The backbone's forward and backward passes: 3x3 convolutions with ReLU and 2x2 ceil-mode max-pools, over the
+ * planned buffers; backward stops at the first trainable layer. */
+#include "model_internal.h"
+
+static const frcnn_conv2d_params conv3x3 = {1, 1, 1, 1};
+
+static frcnn_maxpool_params pool2x2(void)
+{
+    frcnn_maxpool_params p = frcnn_maxpool_params_default();
+    p.ceil_mode = true; /* py-faster-rcnn's VGG16 prototxt pools in Caffe's ceil mode */
+    return p;
+}
+
+/* The tensor layer i reads: the image or the previous stage's final output. */
+static const frcnn_tensor *layer_input(const frcnn_model *m, const frcnn_tensor *image, int i)
+{
+    if (i == 0)
+        return image;
+    return m->convs[i - 1].pool_after ? &m->a.pooled[i - 1] : &m->a.out[i - 1];
+}
+
+frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, bool train, frcnn_tensor **feature)
+{
+    frcnn_ctx *ctx = m->ctx;
+    frcnn_maxpool_params pool = pool2x2();
+    frcnn_status st = FRCNN_OK;
+    for (int i = 0; i < m->n_convs && st == FRCNN_OK; i++) {
+        const frcnn__conv_layer *l = &m->convs[i];
+        frcnn_tensor *out = &m->a.out[i];
+        st = frcnn_conv2d_forward(ctx, &conv3x3, layer_input(m, image, i), frcnn__param_value(m, l->weight),
+                                  frcnn__param_value(m, l->weight + 1), out, m->conv_ws, m->conv_ws_bytes);
+        if (st == FRCNN_OK)
+            st = frcnn_relu_forward(ctx, out, out);
+        if (st == FRCNN_OK && l->pool_after)
+            st = frcnn_maxpool_forward(ctx, &pool, out, &m->a.pooled[i], train ? m->a.pool_argmax[i] : NULL);
+    }
+    *feature = (frcnn_tensor *)layer_input(m, image, m->n_convs);
+    return st;
+}
+
+frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
+{
+    frcnn_ctx *ctx = m->ctx;
+    frcnn_maxpool_params pool = pool2x2();
+    float *grad = m->a.grad_a_mem, *spare = m->a.grad_b_mem; /* grad: d(final output of layer i) */
+    frcnn_status st = FRCNN_OK;
+    for (int i = m->n_convs - 1; i >= m->cfg.frozen_convs && st == FRCNN_OK; i--) {
+        const frcnn__conv_layer *l = &m->convs[i];
+        const frcnn_tensor *out = &m->a.out[i];
+        frcnn__view d_out;
+        if (l->pool_after) {
+            const frcnn_tensor *pooled = &m->a.pooled[i];
+            frcnn__view d_pooled;
+            frcnn__view_set(&d_pooled, grad, 4, 1, pooled->dims[1], pooled->dims[2], pooled->dims[3]);
+            frcnn__view_set(&d_out, spare, 4, 1, out->dims[1], out->dims[2], out->dims[3]);
+            frcnn_tensor_zero(&d_out);
+            st = frcnn_maxpool_backward(ctx, &pool, &d_pooled, m->a.pool_argmax[i], &d_out);
+            float *t = grad;
+            grad = spare;
+            spare = t;
+        } else {
+            frcnn__view_set(&d_out, grad, 4, 1, out->dims[1], out->dims[2], out->dims[3]);
+        }
+        if (st == FRCNN_OK)
+            st = frcnn_relu_backward(ctx, out, &d_out, &d_out); /* in place: gates d_out */
+        const frcnn_tensor *x = layer_input(m, image, i);
+        frcnn__view dx;
+        bool need_dx = i > m->cfg.frozen_convs;
+        if (need_dx) {
+            frcnn__view_set(&dx, spare, 4, 1, x->dims[1], x->dims[2], x->dims[3]);
+            frcnn_tensor_zero(&dx);
+        }
+        if (st == FRCNN_OK)
+            st = frcnn_conv2d_backward(ctx, &conv3x3, x, frcnn__param_value(m, l->weight), &d_out,
+                                       need_dx ? &dx : NULL, frcnn__param_grad(m, l->weight),
+                                       frcnn__param_grad(m, l->weight + 1), m->conv_ws, m->conv_ws_bytes);
+        float *t = grad;
+        grad = spare;
+        spare = t;
+    }
+    return st;
+}

@@ -1,0 +1,441 @@
+/* The detector object: creation (backbone table, parameters with stable names, seeded initialisation, memory
+ * plan), parameter access, and the layout of a step's activation buffers. */
+#include "model_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Output channels per backbone stage and whether a max-pool follows (torchvision's vgg16 "D" configuration). */
+static const int vgg16_channels[] = {64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512};
+static const bool vgg16_pool[] = {0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0};
+static const int small_channels[] = {32, 64, 128, 256, 256};
+static const bool small_pool[] = {1, 1, 1, 1, 0};
+
+frcnn_tensor *frcnn__param_value(const frcnn_model *m, int index)
+{
+    return m->params[index].value;
+}
+
+frcnn_tensor *frcnn__param_grad(const frcnn_model *m, int index)
+{
+    return m->params[index].grad;
+}
+
+void frcnn__view_set(frcnn__view *v, float *data, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t d[4] = {d0, d1, d2, d3};
+    v->data = data;
+    v->ndim = ndim;
+    v->numel = 1;
+    for (int i = 0; i < FRCNN_MAX_DIMS; i++) {
+        v->dims[i] = i < ndim ? d[i] : 1;
+        if (i < ndim)
+            v->numel *= (size_t)d[i];
+    }
+    v->kind = FRCNN__TENSOR_WRAP;
+    v->ctx = NULL;
+}
+
+void frcnn__view_rows(frcnn__view *v, int64_t rows)
+{
+    v->numel = v->numel / (size_t)v->dims[0] * (size_t)rows;
+    v->dims[0] = rows;
+}
+
+/* Adds a weight (and, when bias_len > 0, its bias) to the table, returning the weight's index. */
+static frcnn_status add_param(frcnn_model *m, const char *prefix, int ndim, const int64_t *dims, int64_t bias_len,
+                              bool trainable, int *index)
+{
+    for (int k = 0; k < (bias_len > 0 ? 2 : 1); k++) {
+        frcnn__param_slot *p = &m->params[m->n_params];
+        snprintf(p->name, sizeof p->name, "%s.%s", prefix, k ? "bias" : "weight");
+        frcnn_status st = frcnn_tensor_create(m->ctx, k ? 1 : ndim, k ? &bias_len : dims, &p->value);
+        if (st == FRCNN_OK)
+            st = frcnn_tensor_create(m->ctx, k ? 1 : ndim, k ? &bias_len : dims, &p->grad);
+        if (st != FRCNN_OK)
+            return st;
+        p->is_bias = k == 1;
+        p->trainable = trainable;
+        if (k == 0)
+            *index = (int)m->n_params;
+        m->n_params++;
+    }
+    return FRCNN_OK;
+}
+
+/* Seeded initialisation in parameter order. Backbone and fc6/fc7: He normal (trained from scratch, no ImageNet
+ * weights here); RPN and classifier: normal std 0.01, box regression std 0.001 (py-faster-rcnn train.prototxt). */
+static void init_params(frcnn_model *m, uint64_t seed)
+{
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, seed);
+    const frcnn__heads *h = &m->heads;
+    for (size_t i = 0; i < m->n_params; i++) {
+        frcnn__param_slot *p = &m->params[i];
+        if (p->is_bias)
+            continue;
+        int idx = (int)i;
+        float std;
+        if (idx == h->rpn_conv || idx == h->rpn_cls || idx == h->rpn_box || idx == h->cls_score)
+            std = 0.01f;
+        else if (idx == h->bbox_pred)
+            std = 0.001f;
+        else
+            std = sqrtf(2.0f / (float)(p->value->numel / (size_t)p->value->dims[0]));
+        frcnn_rng_fill_normal(&rng, p->value, 0.0f, std);
+    }
+}
+
+static frcnn_status build_params(frcnn_model *m)
+{
+    const frcnn_config *c = &m->cfg;
+    const int *channels = c->backbone == FRCNN_BACKBONE_VGG16 ? vgg16_channels : small_channels;
+    const bool *pool = c->backbone == FRCNN_BACKBONE_VGG16 ? vgg16_pool : small_pool;
+    m->n_convs = c->backbone == FRCNN_BACKBONE_VGG16 ? 13 : 5;
+    size_t slots = 2 * (size_t)m->n_convs + 14;
+    m->params = frcnn__alloc(m->ctx, slots * sizeof *m->params);
+    if (!m->params)
+        return FRCNN_ERR_NO_MEMORY;
+    memset(m->params, 0, slots * sizeof *m->params);
+    frcnn_status st = FRCNN_OK;
+    int cin = 3, module = 0; /* torchvision numbers every module of `features`: conv, relu, [pool] */
+    for (int i = 0; i < m->n_convs && st == FRCNN_OK; i++) {
+        frcnn__conv_layer *l = &m->convs[i];
+        l->cin = cin;
+        l->cout = channels[i];
+        l->pool_after = pool[i];
+        char prefix[48];
+        snprintf(prefix, sizeof prefix, "backbone.features.%d", module);
+        int64_t dims[4] = {l->cout, l->cin, 3, 3};
+        st = add_param(m, prefix, 4, dims, l->cout, i >= c->frozen_convs, &l->weight);
+        module += l->pool_after ? 3 : 2;
+        cin = l->cout;
+    }
+    int a = m->num_anchors, k = c->num_classes, r = c->rpn_channels, f = c->fc_channels, p = c->pooled_size;
+    int64_t rpn_conv[4] = {r, cin, 3, 3}, rpn_cls[4] = {2 * a, r, 1, 1}, rpn_box[4] = {4 * a, r, 1, 1};
+    int64_t fc6[2] = {f, (int64_t)cin * p * p}, fc7[2] = {f, f}, cls[2] = {k, f}, box[2] = {4 * (int64_t)k, f};
+    frcnn__heads *h = &m->heads;
+    if (st == FRCNN_OK)
+        st = add_param(m, "rpn.head.conv", 4, rpn_conv, r, true, &h->rpn_conv);
+    if (st == FRCNN_OK)
+        st = add_param(m, "rpn.head.cls_logits", 4, rpn_cls, 2 * a, true, &h->rpn_cls);
+    if (st == FRCNN_OK)
+        st = add_param(m, "rpn.head.bbox_pred", 4, rpn_box, 4 * a, true, &h->rpn_box);
+    if (st == FRCNN_OK)
+        st = add_param(m, "roi_heads.box_head.fc6", 2, fc6, f, true, &h->fc6);
+    if (st == FRCNN_OK)
+        st = add_param(m, "roi_heads.box_head.fc7", 2, fc7, f, true, &h->fc7);
+    if (st == FRCNN_OK)
+        st = add_param(m, "roi_heads.box_predictor.cls_score", 2, cls, k, true, &h->cls_score);
+    if (st == FRCNN_OK)
+        st = add_param(m, "roi_heads.box_predictor.bbox_pred", 2, box, 4 * (int64_t)k, true, &h->bbox_pred);
+    return st;
+}
+
+/* Carves 64-byte aligned pieces from the activation block; with base NULL it only counts. */
+typedef struct carver {
+    unsigned char *base;
+    size_t used;
+} carver;
+
+static void *carve(carver *c, size_t bytes)
+{
+    static float dummy[16]; /* counting pass: views point here and are never touched */
+    size_t off = c->used;
+    c->used += (bytes + FRCNN__ALIGN - 1) & ~(size_t)(FRCNN__ALIGN - 1);
+    return c->base ? (void *)(c->base + off) : (void *)dummy;
+}
+
+static float *carve_f(carver *c, size_t n)
+{
+    return carve(c, n * sizeof(float));
+}
+
+static void carve_view(carver *c, frcnn__view *v, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    size_t n = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1) * (size_t)(ndim > 3 ? d3 : 1);
+    frcnn__view_set(v, carve_f(c, n), ndim, d0, d1, d2, d3);
+}
+
+static int ceil_half(int x)
+{
+    return (x + 1) / 2;
+}
+
+/* The whole layout. Layers whose outputs no backward pass reads (frozen ones, or all of them at inference) write
+ * into two alternating shared buffers; every other buffer has its own place. */
+static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
+{
+    frcnn__acts *a = &m->a;
+    const frcnn_config *cfg = &m->cfg;
+    a->h = h;
+    a->w = w;
+    int first_kept = train ? cfg->frozen_convs : m->n_convs; /* layers from here on keep their outputs */
+    size_t shared_size = 0, grad_size = 0;
+    int ch = h, cw = w;
+    for (int i = 0; i < m->n_convs; i++) {
+        size_t out = (size_t)m->convs[i].cout * (size_t)ch * (size_t)cw;
+        size_t pooled = m->convs[i].pool_after ? (size_t)m->convs[i].cout * ceil_half(ch) * ceil_half(cw) : 0;
+        if (i < first_kept) {
+            shared_size = out > shared_size ? out : shared_size;
+            shared_size = pooled > shared_size ? pooled : shared_size;
+        } else {
+            grad_size = out > grad_size ? out : grad_size;
+            grad_size = pooled > grad_size ? pooled : grad_size;
+        }
+        if (m->convs[i].pool_after) {
+            ch = ceil_half(ch);
+            cw = ceil_half(cw);
+        }
+    }
+    a->fh = ch;
+    a->fw = cw;
+    float *shared[2] = {NULL, NULL};
+    if (first_kept > 0) {
+        shared[0] = carve_f(c, shared_size);
+        shared[1] = carve_f(c, shared_size);
+    }
+    int produced = 0;
+    ch = h;
+    cw = w;
+    for (int i = 0; i < m->n_convs; i++) {
+        const frcnn__conv_layer *l = &m->convs[i];
+        size_t out = (size_t)l->cout * (size_t)ch * (size_t)cw;
+        float *mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, out);
+        frcnn__view_set(&a->out[i], mem, 4, 1, l->cout, ch, cw);
+        a->pool_argmax[i] = NULL;
+        if (l->pool_after) {
+            int ph = ceil_half(ch), pw = ceil_half(cw);
+            size_t pooled = (size_t)l->cout * (size_t)ph * (size_t)pw;
+            mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, pooled);
+            frcnn__view_set(&a->pooled[i], mem, 4, 1, l->cout, ph, pw);
+            if (train && i >= first_kept)
+                a->pool_argmax[i] = carve(c, pooled * sizeof(int32_t));
+            ch = ph;
+            cw = pw;
+        }
+    }
+    int fc = m->convs[m->n_convs - 1].cout, r = cfg->rpn_channels, na = m->num_anchors, k = cfg->num_classes;
+    size_t n = (size_t)a->fh * (size_t)a->fw * (size_t)na;
+    a->anchors_n = n;
+    carve_view(c, &a->rpn_h, 4, 1, r, a->fh, a->fw);
+    carve_view(c, &a->rpn_cls, 4, 1, 2 * na, a->fh, a->fw);
+    carve_view(c, &a->rpn_box, 4, 1, 4 * na, a->fh, a->fw);
+    a->anchors = carve_f(c, n * 4);
+    carve_view(c, &a->rpn_logits, 2, (int64_t)n, 2, 0, 0);
+    carve_view(c, &a->rpn_deltas, 2, (int64_t)n, 4, 0, 0);
+    a->fg_scores = carve_f(c, n);
+    const frcnn_proposal_params *pp = train ? &cfg->train_proposals : &cfg->test_proposals;
+    a->proposals = carve_f(c, (size_t)pp->post_nms_top_n * 4);
+    a->proposal_scores = carve_f(c, (size_t)pp->post_nms_top_n);
+    int rois = train ? cfg->roi_targets.batch_size : pp->post_nms_top_n;
+    int p = cfg->pooled_size, f = cfg->fc_channels;
+    carve_view(c, &a->rois, 2, rois, 5, 0, 0);
+    carve_view(c, &a->pool5, 4, rois, fc, p, p);
+    carve_view(c, &a->fc6, 2, rois, f, 0, 0);
+    carve_view(c, &a->fc7, 2, rois, f, 0, 0);
+    carve_view(c, &a->cls, 2, rois, k, 0, 0);
+    carve_view(c, &a->cls_prob, 2, rois, k, 0, 0);
+    carve_view(c, &a->box, 2, rois, 4 * (int64_t)k, 0, 0);
+    if (!train)
+        return;
+    /* The feature map's gradient lives in the ping-pong buffers too. */
+    size_t feat = (size_t)fc * (size_t)a->fh * (size_t)a->fw;
+    grad_size = feat > grad_size ? feat : grad_size;
+    a->grad_a_mem = carve_f(c, grad_size);
+    a->grad_b_mem = carve_f(c, grad_size);
+    carve_view(c, &a->d_rpn_h, 4, 1, r, a->fh, a->fw);
+    carve_view(c, &a->d_rpn_cls, 4, 1, 2 * na, a->fh, a->fw);
+    carve_view(c, &a->d_rpn_box, 4, 1, 4 * na, a->fh, a->fw);
+    carve_view(c, &a->rpn_prob, 2, (int64_t)n, 2, 0, 0);
+    carve_view(c, &a->d_rpn_logits, 2, (int64_t)n, 2, 0, 0);
+    carve_view(c, &a->rpn_targets, 2, (int64_t)n, 4, 0, 0);
+    carve_view(c, &a->rpn_in_w, 2, (int64_t)n, 4, 0, 0);
+    carve_view(c, &a->rpn_out_w, 2, (int64_t)n, 4, 0, 0);
+    carve_view(c, &a->d_rpn_deltas, 2, (int64_t)n, 4, 0, 0);
+    a->rpn_labels = carve(c, n * sizeof(int32_t));
+    a->roi_boxes = carve_f(c, (size_t)rois * 4);
+    a->roi_labels = carve(c, (size_t)rois * sizeof(int32_t));
+    carve_view(c, &a->roi_targets, 2, rois, 4 * (int64_t)k, 0, 0);
+    carve_view(c, &a->roi_in_w, 2, rois, 4 * (int64_t)k, 0, 0);
+    carve_view(c, &a->d_pool5, 4, rois, fc, p, p);
+    a->pool5_argmax = carve(c, (size_t)rois * (size_t)fc * (size_t)p * (size_t)p * sizeof(int32_t));
+    carve_view(c, &a->mask6, 2, rois, f, 0, 0);
+    carve_view(c, &a->mask7, 2, rois, f, 0, 0);
+    carve_view(c, &a->d_fc6, 2, rois, f, 0, 0);
+    carve_view(c, &a->d_fc7, 2, rois, f, 0, 0);
+    carve_view(c, &a->d_cls, 2, rois, k, 0, 0);
+    carve_view(c, &a->d_box, 2, rois, 4 * (int64_t)k, 0, 0);
+}
+
+frcnn_status frcnn__acts_layout(frcnn_model *m, int h, int w, bool train)
+{
+    int s = h < w ? h : w, l = h < w ? w : h;
+    if (h < 16 || w < 16 || s > m->plan_short || l > m->plan_long)
+        return frcnn__error(m->ctx, FRCNN_ERR_SHAPE,
+                            "input %dx%d is outside the model's plan: sides 16 to %d x %d (short_side x max_side)",
+                            h, w, m->plan_short, m->plan_long);
+    carver c = {m->act_mem, 0};
+    layout(m, h, w, train, &c);
+    return FRCNN_OK;
+}
+
+/* Scratch for NMS and target assignment at the largest input. */
+static size_t scratch_bytes(const frcnn_model *m, size_t anchors_n)
+{
+    const frcnn_config *c = &m->cfg;
+    size_t g = (size_t)c->max_gt_boxes, np = (size_t)c->train_proposals.post_nms_top_n;
+    size_t a = frcnn_proposal_scratch_bytes(anchors_n), t = anchors_n * (g + 8) * 4 + 4096;
+    size_t r = (np + g) * (g + 4) * 4 + 4096;
+    size_t test_rois = (size_t)c->test_proposals.post_nms_top_n * (size_t)c->num_classes;
+    size_t d = frcnn_nms_scratch_bytes(test_rois) + test_rois * 32 + 4096;
+    size_t best = a > t ? a : t;
+    best = r > best ? r : best;
+    return (d > best ? d : best) + 64 * FRCNN__ALIGN;
+}
+
+frcnn_status frcnn_model_create(frcnn_ctx *ctx, const frcnn_config *config, uint64_t seed, frcnn_model **out)
+{
+    if (!ctx)
+        return FRCNN_ERR_INVALID_ARG;
+    if (!out)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "model_create: out is NULL");
+    *out = NULL;
+    frcnn_status st = frcnn_config_validate(ctx, config);
+    if (st != FRCNN_OK)
+        return st;
+    frcnn_model *m = frcnn__alloc(ctx, sizeof *m);
+    if (!m)
+        return FRCNN_ERR_NO_MEMORY;
+    memset(m, 0, sizeof *m);
+    m->ctx = ctx;
+    m->cfg = *config;
+    m->num_anchors = config->anchors.n_ratios * config->anchors.n_scales;
+    st = frcnn_anchors_base(ctx, &config->anchors, m->base_anchors);
+    if (st == FRCNN_OK)
+        st = build_params(m);
+    if (st != FRCNN_OK)
+        goto fail;
+    init_params(m, seed);
+
+    /* Plan for the largest input either way round, in training mode (a superset of inference). */
+    m->plan_short = config->short_side;
+    m->plan_long = config->max_side;
+    size_t bytes = 0, anchors_n = 0;
+    for (int turn = 0; turn < 2; turn++) {
+        carver c = {NULL, 0};
+        layout(m, turn ? m->plan_long : m->plan_short, turn ? m->plan_short : m->plan_long, true, &c);
+        bytes = c.used > bytes ? c.used : bytes;
+        anchors_n = m->a.anchors_n > anchors_n ? m->a.anchors_n : anchors_n;
+    }
+    m->act_bytes = bytes;
+    m->act_mem = frcnn__alloc(ctx, bytes);
+    if (!m->act_mem) {
+        st = frcnn__error(ctx, FRCNN_ERR_NO_MEMORY, "model_create: cannot allocate %zu bytes of activations",
+                          bytes);
+        goto fail;
+    }
+    st = frcnn_arena_create(ctx, scratch_bytes(m, anchors_n), &m->scratch);
+    if (st != FRCNN_OK)
+        goto fail;
+    for (int i = 0; i < m->n_convs; i++) {
+        int64_t x[4] = {1, m->convs[i].cin, m->plan_long, m->plan_long}, w[4] = {m->convs[i].cout, m->convs[i].cin, 3, 3};
+        frcnn_conv2d_params p = {1, 1, 1, 1};
+        size_t need;
+        if ((st = frcnn_conv2d_workspace_bytes(ctx, &p, x, w, &need)) != FRCNN_OK)
+            goto fail;
+        m->conv_ws_bytes = need > m->conv_ws_bytes ? need : m->conv_ws_bytes;
+    }
+    m->conv_ws = frcnn__alloc(ctx, m->conv_ws_bytes);
+    if (!m->conv_ws) {
+        st = FRCNN_ERR_NO_MEMORY;
+        goto fail;
+    }
+    *out = m;
+    return FRCNN_OK;
+fail:
+    frcnn_model_free(m);
+    return st;
+}
+
+void frcnn_model_free(frcnn_model *m)
+{
+    if (!m)
+        return;
+    frcnn_ctx *ctx = m->ctx;
+    if (m->params) {
+        for (size_t i = 0; i < m->n_params; i++) {
+            frcnn_tensor_free(m->params[i].value);
+            frcnn_tensor_free(m->params[i].grad);
+        }
+        frcnn__free(ctx, m->params, (2 * (size_t)m->n_convs + 14) * sizeof *m->params);
+    }
+    frcnn__free(ctx, m->act_mem, m->act_bytes);
+    frcnn__free(ctx, m->conv_ws, m->conv_ws_bytes);
+    frcnn_arena_free(m->scratch);
+    frcnn__free(ctx, m, sizeof *m);
+}
+
+const frcnn_config *frcnn_model_config(const frcnn_model *m)
+{
+    return m ? &m->cfg : NULL;
+}
+
+size_t frcnn_model_param_bytes(const frcnn_model *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; m && i < m->n_params; i++)
+        n += 2 * m->params[i].value->numel * sizeof(float);
+    return n;
+}
+
+size_t frcnn_model_activation_bytes(const frcnn_model *m)
+{
+    return m ? m->act_bytes + frcnn_arena_capacity(m->scratch) + m->conv_ws_bytes : 0;
+}
+
+size_t frcnn_model_param_count(const frcnn_model *m)
+{
+    return m ? m->n_params : 0;
+}
+
+static void fill_param(const frcnn__param_slot *s, frcnn_param *out)
+{
+    out->name = s->name;
+    out->value = s->value;
+    out->grad = s->grad;
+    out->is_bias = s->is_bias;
+    out->trainable = s->trainable;
+}
+
+frcnn_status frcnn_model_param(const frcnn_model *m, size_t i, frcnn_param *out)
+{
+    if (!m || !out)
+        return FRCNN_ERR_INVALID_ARG;
+    if (i >= m->n_params)
+        return frcnn__error(m->ctx, FRCNN_ERR_INVALID_ARG, "model_param: index %zu, the model has %zu parameters",
+                            i, m->n_params);
+    fill_param(&m->params[i], out);
+    return FRCNN_OK;
+}
+
+frcnn_status frcnn_model_find_param(const frcnn_model *m, const char *name, frcnn_param *out)
+{
+    if (!m || !out || !name)
+        return m ? frcnn__error(m->ctx, FRCNN_ERR_INVALID_ARG, "model_find_param: NULL argument")
+                 : FRCNN_ERR_INVALID_ARG;
+    for (size_t i = 0; i < m->n_params; i++) {
+        if (strcmp(m->params[i].name, name) == 0) {
+            fill_param(&m->params[i], out);
+            return FRCNN_OK;
+        }
+    }
+    return frcnn__error(m->ctx, FRCNN_ERR_NOT_FOUND, "model has no parameter named '%s'", name);
+}
+
+void frcnn_model_zero_grad(frcnn_model *m)
+{
+    for (size_t i = 0; m && i < m->n_params; i++)
+        frcnn_tensor_zero(m->params[i].grad);
+}

@@ -1,0 +1,188 @@
+/* Benchmark of a whole training step and a whole detection per preset (vgg16 at 600x800, small at 320x432),
+ * against the floor set by OpenBLAS: 3 x forward GFLOP / sgemm GFLOP/s measured in the same run. Each preset
+ * runs in its own child process so its peak RSS is its own. Prints a table and appends
+ * `name<TAB>value<TAB>unit` lines to argv[1] (default build/bench.tsv). */
+#include "frcnn.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void check(frcnn_ctx *ctx, frcnn_status st, const char *what)
+{
+    if (st != FRCNN_OK) {
+        fprintf(stderr, "bench_model: %s: %s (%s)\n", what, frcnn_status_str(st), frcnn_ctx_last_error(ctx));
+        exit(1);
+    }
+}
+
+/* Forward GFLOP of one image counted from the layer shapes (multiply-adds x 2), with `rois` RoIs in the head. */
+static double forward_gflop(frcnn_model *m, int h, int w, int rois)
+{
+    const frcnn_config *c = frcnn_model_config(m);
+    double flop = 0.0;
+    int fh = h, fw = w, cin = 3;
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++) {
+        frcnn_param p;
+        frcnn_model_param(m, i, &p);
+        if (p.is_bias || strncmp(p.name, "backbone.", 9) != 0)
+            continue;
+        int cout = (int)frcnn_tensor_dim(p.value, 0);
+        flop += 2.0 * cout * cin * 9.0 * fh * fw;
+        cin = cout;
+        /* the stages before a pool: torchvision numbering leaves a gap of 3 after a pooled conv */
+        frcnn_param next;
+        char name[64];
+        int idx = atoi(p.name + 18);
+        snprintf(name, sizeof name, "backbone.features.%d.weight", idx + 3);
+        if (frcnn_model_find_param(m, name, &next) == FRCNN_OK) {
+            fh = (fh + 1) / 2;
+            fw = (fw + 1) / 2;
+        }
+    }
+    int a = c->anchors.n_ratios * c->anchors.n_scales;
+    flop += 2.0 * c->rpn_channels * cin * 9.0 * fh * fw + 2.0 * 6 * a * c->rpn_channels * (double)fh * fw;
+    double in6 = (double)cin * c->pooled_size * c->pooled_size;
+    flop += 2.0 * rois * (in6 * c->fc_channels + (double)c->fc_channels * c->fc_channels +
+                          (double)c->fc_channels * 5 * c->num_classes);
+    return flop * 1e-9;
+}
+
+static double sgemm_gflops(void)
+{
+    int n = 2048;
+    float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n);
+    float *c = malloc(sizeof(float) * (size_t)n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+    }
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        t[r] = now() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * (double)n * n / median(t, 5) * 1e-9;
+}
+
+/* Runs in a child: one preset, prints its row, appends its TSV lines. */
+static void bench_preset(const char *name, frcnn_config cfg, int h, int w, int reps, const char *tsv_path)
+{
+    frcnn_ctx *ctx;
+    check(NULL, frcnn_ctx_create(NULL, &ctx), "context");
+    double gflops = sgemm_gflops();
+    frcnn_model *m;
+    check(ctx, frcnn_model_create(ctx, &cfg, 1, &m), "model");
+    int64_t dims[4] = {1, 3, h, w};
+    frcnn_tensor *img;
+    check(ctx, frcnn_tensor_create(ctx, 4, dims, &img), "image");
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 3);
+    frcnn_rng_fill_normal(&rng, img, 0.0f, cfg.pixel_stds[0] > 1.5f ? 1.0f : 50.0f);
+    float gt[12] = {0.1f * w, 0.1f * h, 0.45f * w, 0.6f * h, 0.5f * w, 0.2f * h, 0.9f * w, 0.9f * h,
+                    0.3f * w, 0.5f * h, 0.6f * w, 0.95f * h};
+    int32_t labels[3] = {1, 5, 12};
+    frcnn_input in = {img, 1.0f};
+    frcnn_losses l;
+    double ts[16], td[16];
+    frcnn_detection dets[100];
+    size_t n;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        frcnn_model_zero_grad(m);
+        double t0 = now();
+        check(ctx, frcnn_model_train_step(m, &in, gt, labels, 3, &rng, &l), "train step");
+        double t1 = now();
+        check(ctx, frcnn_model_detect(m, &in, dets, 100, &n), "detect");
+        double t2 = now();
+        if (r >= 0) {
+            ts[r] = t1 - t0;
+            td[r] = t2 - t1;
+        }
+    }
+    double step = median(ts, reps), det = median(td, reps);
+    double train_gf = forward_gflop(m, h, w, cfg.roi_targets.batch_size);
+    double det_gf = forward_gflop(m, h, w, cfg.test_proposals.post_nms_top_n);
+    double floor_step = 3.0 * train_gf / gflops, floor_det = det_gf / gflops;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = ru.ru_maxrss / 1024.0;
+    printf("%-6s %4dx%-4d %8.3f %7.1f %8.3f %6.2f %8.3f %7.1f %8.3f %6.2f %8.0f %8.0f\n", name, h, w, step,
+           3 * train_gf, floor_step, step / floor_step, det, det_gf, floor_det, det / floor_det, rss, gflops);
+    FILE *f = fopen(tsv_path, "a");
+    if (f) {
+        fprintf(f, "model_%s_train_step_s\t%.4f\ts\n", name, step);
+        fprintf(f, "model_%s_train_step_gflop\t%.2f\tGFLOP\n", name, 3 * train_gf);
+        fprintf(f, "model_%s_train_floor_s\t%.4f\ts\n", name, floor_step);
+        fprintf(f, "model_%s_train_step_over_floor\t%.3f\tratio\n", name, step / floor_step);
+        fprintf(f, "model_%s_detect_s\t%.4f\ts\n", name, det);
+        fprintf(f, "model_%s_detect_floor_s\t%.4f\ts\n", name, floor_det);
+        fprintf(f, "model_%s_detect_over_floor\t%.3f\tratio\n", name, det / floor_det);
+        fprintf(f, "model_%s_peak_rss_mib\t%.1f\tMiB\n", name, rss);
+        fprintf(f, "model_%s_sgemm_gflops\t%.1f\tGFLOP/s\n", name, gflops);
+        fclose(f);
+    }
+    frcnn_tensor_free(img);
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    const char *tsv = argc > 1 ? argv[1] : "build/bench.tsv";
+    int reps = getenv("FRCNN_BENCH_REPS") ? atoi(getenv("FRCNN_BENCH_REPS")) : 3;
+    if (reps < 1 || reps > 16)
+        reps = 3;
+    printf("\nwhole model, OpenBLAS kernel %s, median of %d (floor = 3 x forward GFLOP / sgemm GFLOP/s; "
+           "detection floor = forward GFLOP / sgemm GFLOP/s)\n",
+           frcnn_blas_core(), reps);
+    printf("%-6s %9s %8s %7s %8s %6s %8s %7s %8s %6s %8s %8s\n", "preset", "input", "step s", "GFLOP", "floor s",
+           "ratio", "det s", "GFLOP", "floor s", "ratio", "RSS MiB", "sgemm");
+    fflush(stdout);
+    struct {
+        const char *name;
+        frcnn_config cfg;
+        int h, w, reps;
+    } presets[2] = {{"small", frcnn_config_small(), 320, 432, reps + 2}, {"vgg16", frcnn_config_vgg16(), 600, 800, reps}};
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            bench_preset(presets[i].name, presets[i].cfg, presets[i].h, presets[i].w, presets[i].reps, tsv);
+            fflush(stdout);
+            _exit(0);
+        }
+        int status = 0;
+        if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "bench_model: preset %s failed\n", presets[i].name);
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,429 @@
+/* The detector: presets, parameter table, input validation, gradient checks of both heads, determinism, and
+ * an overfit run on synthetic images that must end in correct detections. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { IMG_H = 128, IMG_W = 160 };
+
+/* A configuration small enough for the test suite: the small backbone at 128x160 with anchors of 32..128 px. */
+static frcnn_config tiny_config(void)
+{
+    frcnn_config c = frcnn_config_small();
+    c.num_classes = 4;
+    c.short_side = IMG_H;
+    c.max_side = IMG_W;
+    c.anchors.scales[0] = 2;
+    c.anchors.scales[1] = 4;
+    c.anchors.scales[2] = 8;
+    c.rpn_channels = 64;
+    c.fc_channels = 256;
+    c.roi_targets.batch_size = 64;
+    c.train_proposals.pre_nms_top_n = 1000;
+    c.train_proposals.post_nms_top_n = 200;
+    c.test_proposals.pre_nms_top_n = 500;
+    c.test_proposals.post_nms_top_n = 100;
+    return c;
+}
+
+typedef struct scene {
+    frcnn_tensor *image;
+    float gt[4 * 4];
+    int32_t labels[4];
+    size_t g;
+} scene;
+
+/* Draws object `label` into the box: 1 a filled square, 2 a hollow frame, 3 a cross. Shapes differ, colours
+ * do not, so the classifier has to look at shape. */
+static void draw(float *img, const float *box, int label)
+{
+    int x1 = (int)box[0], y1 = (int)box[1], x2 = (int)box[2], y2 = (int)box[3];
+    int bw = x2 - x1 + 1, bh = y2 - y1 + 1, t = bw / 5 > 3 ? bw / 5 : 3;
+    for (int y = y1; y <= y2; y++)
+        for (int x = x1; x <= x2; x++) {
+            bool on = label == 1 || (label == 2 && (x - x1 < t || x2 - x < t || y - y1 < t || y2 - y < t)) ||
+                      (label == 3 && (abs(x - (x1 + bw / 2)) < t / 2 + 1 || abs(y - (y1 + bh / 2)) < t / 2 + 1));
+            if (on)
+                for (int ch = 0; ch < 3; ch++)
+                    img[(ch * IMG_H + y) * IMG_W + x] = 1.5f;
+        }
+}
+
+static void make_scene(frcnn_ctx *ctx, scene *s, uint64_t seed, const float *boxes, const int32_t *labels, size_t g)
+{
+    s->image = tu_tensor(ctx, 4, 1, 3, IMG_H, IMG_W);
+    float *img = frcnn_tensor_data(s->image);
+    tu_fill_uniform(img, frcnn_tensor_numel(s->image), seed, -0.5f, 0.5f); /* noisy background, unit scale */
+    s->g = g;
+    for (size_t i = 0; i < g; i++) {
+        memcpy(&s->gt[4 * i], &boxes[4 * i], 4 * sizeof(float));
+        s->labels[i] = labels[i];
+        draw(img, &boxes[4 * i], labels[i]);
+    }
+}
+
+/* IoU with the inclusive +1 pixel convention, written out independently of the library's. */
+static float iou(const float *a, const float *b)
+{
+    float iw = fminf(a[2], b[2]) - fmaxf(a[0], b[0]) + 1, ih = fminf(a[3], b[3]) - fmaxf(a[1], b[1]) + 1;
+    if (iw <= 0 || ih <= 0)
+        return 0.0f;
+    float inter = iw * ih;
+    return inter / ((a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter);
+}
+
+static frcnn_model *make_model(frcnn_ctx *ctx, const frcnn_config *c, uint64_t seed)
+{
+    frcnn_model *m = NULL;
+    frcnn_status st = frcnn_model_create(ctx, c, seed, &m);
+    if (st != FRCNN_OK)
+        print_error("model_create: %s\n", frcnn_ctx_last_error(ctx));
+    assert_int_equal(st, FRCNN_OK);
+    return m;
+}
+
+static void test_presets_and_params(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config v = frcnn_config_vgg16();
+    assert_int_equal(frcnn_config_validate(ctx, &v), FRCNN_OK);
+    assert_int_equal(v.short_side, 600);
+    assert_int_equal(v.max_side, 1000);
+    assert_int_equal(v.frozen_convs, 4);
+    assert_int_equal(v.rpn_targets.batch_size, 256);
+    assert_int_equal(v.roi_targets.batch_size, 128);
+    assert_int_equal(v.train_proposals.pre_nms_top_n, 12000);
+    assert_int_equal(v.test_proposals.post_nms_top_n, 300);
+    assert_string_equal(frcnn_backbone_name(v.backbone), "vgg16");
+
+    frcnn_config c = tiny_config();
+    frcnn_model *m = make_model(ctx, &c, 1);
+    /* 5 convs + RPN conv, cls, box + fc6, fc7, cls_score, bbox_pred, each with a bias */
+    assert_int_equal(frcnn_model_param_count(m), 24);
+    frcnn_param p;
+    assert_int_equal(frcnn_model_find_param(m, "backbone.features.12.weight", &p), FRCNN_OK);
+    assert_int_equal(frcnn_tensor_dim(p.value, 0), 256);
+    assert_int_equal(frcnn_model_find_param(m, "rpn.head.cls_logits.weight", &p), FRCNN_OK);
+    assert_int_equal(frcnn_tensor_dim(p.value, 0), 18);
+    assert_int_equal(frcnn_model_find_param(m, "roi_heads.box_head.fc6.weight", &p), FRCNN_OK);
+    assert_int_equal(frcnn_tensor_dim(p.value, 1), 256 * 7 * 7);
+    assert_int_equal(frcnn_model_find_param(m, "roi_heads.box_predictor.bbox_pred.bias", &p), FRCNN_OK);
+    assert_true(p.is_bias);
+    assert_int_equal(frcnn_tensor_dim(p.value, 0), 16);
+    assert_int_equal(frcnn_model_find_param(m, "no.such.weight", &p), FRCNN_ERR_NOT_FOUND);
+    assert_non_null(strstr(frcnn_ctx_last_error(ctx), "no.such.weight"));
+    /* names are unique */
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++) {
+        frcnn_param a, b;
+        frcnn_model_param(m, i, &a);
+        for (size_t j = i + 1; j < frcnn_model_param_count(m); j++) {
+            frcnn_model_param(m, j, &b);
+            assert_true(strcmp(a.name, b.name) != 0);
+        }
+    }
+    frcnn_model_free(m);
+
+    /* VGG16's frozen layers are marked, and its parameter names follow torchvision's vgg16 features. */
+    c = tiny_config();
+    c.backbone = FRCNN_BACKBONE_VGG16;
+    c.frozen_convs = 4;
+    m = make_model(ctx, &c, 1);
+    assert_int_equal(frcnn_model_find_param(m, "backbone.features.7.weight", &p), FRCNN_OK); /* conv2_2 */
+    assert_false(p.trainable);
+    assert_int_equal(frcnn_model_find_param(m, "backbone.features.28.weight", &p), FRCNN_OK); /* conv5_3 */
+    assert_true(p.trainable);
+    assert_int_equal(frcnn_model_param_count(m), 40);
+    frcnn_model_free(m);
+
+    c = tiny_config();
+    c.num_classes = 1;
+    assert_int_equal(frcnn_model_create(ctx, &c, 1, &m), FRCNN_ERR_INVALID_ARG);
+    assert_null(m);
+    assert_non_null(strstr(frcnn_ctx_last_error(ctx), "num_classes"));
+    frcnn_ctx_free(ctx);
+}
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    frcnn_model *m = make_model(ctx, &c, 3);
+    const float box[4] = {10, 10, 60, 60};
+    const int32_t label[1] = {1};
+    scene s;
+    make_scene(ctx, &s, 5, box, label, 1);
+    frcnn_input in = {s.image, 1.0f};
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 1);
+    frcnn_losses l;
+
+    frcnn_tensor *big = tu_tensor(ctx, 4, 1, 3, IMG_H * 2, IMG_W);
+    frcnn_input too_big = {big, 1.0f};
+    assert_int_equal(frcnn_model_train_step(m, &too_big, box, label, 1, &rng, &l), FRCNN_ERR_SHAPE);
+    assert_non_null(strstr(frcnn_ctx_last_error(ctx), "plan"));
+    frcnn_tensor_free(big);
+
+    float bad_box[4] = {60, 10, 10, 60}; /* x2 < x1 */
+    assert_int_equal(frcnn_model_train_step(m, &in, bad_box, label, 1, &rng, &l), FRCNN_ERR_INVALID_ARG);
+    float outside[4] = {500, 500, 600, 600};
+    assert_int_equal(frcnn_model_train_step(m, &in, outside, label, 1, &rng, &l), FRCNN_ERR_INVALID_ARG);
+    int32_t bad_label[1] = {4};
+    assert_int_equal(frcnn_model_train_step(m, &in, box, bad_label, 1, &rng, &l), FRCNN_ERR_INVALID_ARG);
+
+    frcnn_tensor_data(s.image)[7] = NAN;
+    assert_int_equal(frcnn_model_train_step(m, &in, box, label, 1, &rng, &l), FRCNN_ERR_NOT_FINITE);
+    size_t n;
+    frcnn_detection d[4];
+    assert_int_equal(frcnn_model_detect(m, &in, d, 4, &n), FRCNN_ERR_NOT_FINITE);
+    frcnn_tensor_data(s.image)[7] = 0.0f;
+
+    /* No GT at all is a valid (background-only) image. */
+    frcnn_status st = frcnn_model_train_step(m, &in, NULL, NULL, 0, &rng, &l);
+    if (st != FRCNN_OK)
+        print_error("%s\n", frcnn_ctx_last_error(ctx));
+    assert_int_equal(st, FRCNN_OK);
+    assert_int_equal(l.rpn_fg, 0);
+    assert_int_equal(l.roi_fg, 0);
+    assert_true(l.rpn_bg > 0);
+    assert_true(isfinite(l.total));
+    frcnn_tensor_free(s.image);
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
+/* Finite differences of the RPN losses against the RPN head's gradients, and of the head losses against the
+ * RoI head's: within one head the sampled anchors and RoIs do not depend on its own parameters, so the losses
+ * are smooth functions of them (the same seed replays the same sampling and dropout masks). */
+typedef struct grad_case {
+    frcnn_ctx *ctx;
+    frcnn_model *m;
+    frcnn_input in;
+    const scene *s;
+    bool rpn; /* which losses */
+} grad_case;
+
+static double step_loss(void *state)
+{
+    grad_case *gc = state;
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 77);
+    frcnn_losses l;
+    frcnn_status st = frcnn_model_train_step(gc->m, &gc->in, gc->s->gt, gc->s->labels, gc->s->g, &rng, &l);
+    if (st != FRCNN_OK)
+        print_error("%s\n", frcnn_ctx_last_error(gc->ctx));
+    assert_int_equal(st, FRCNN_OK);
+    return gc->rpn ? (double)l.rpn_cls + l.rpn_box : (double)l.cls + l.box;
+}
+
+/* Checks `count` elements spread over the tensor (a fixed pseudo-random pick keeps the test fast). */
+static void check_param_grad(grad_case *gc, const char *name, size_t count)
+{
+    frcnn_param p;
+    assert_int_equal(frcnn_model_find_param(gc->m, name, &p), FRCNN_OK);
+    frcnn_model_zero_grad(gc->m);
+    step_loss(gc);
+    size_t n = frcnn_tensor_numel(p.value);
+    float *analytic = malloc(n * sizeof(float));
+    memcpy(analytic, frcnn_tensor_data(p.grad), n * sizeof(float));
+    float *v = frcnn_tensor_data(p.value);
+    frcnn_rng pick;
+    frcnn_rng_seed(&pick, n);
+    for (size_t k = 0; k < count; k++) {
+        size_t i = (size_t)frcnn_rng_below(&pick, n);
+        tu_gradcheck(name, step_loss, gc, &v[i], &analytic[i], 1, 2e-3f, 1.5e-4, 2e-2);
+    }
+    free(analytic);
+}
+
+static void test_head_gradients(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    c.fc_channels = 32;
+    c.roi_targets.batch_size = 16;
+    frcnn_model *m = make_model(ctx, &c, 11);
+    const float boxes[8] = {20, 16, 75, 70, 90, 40, 150, 110};
+    const int32_t labels[2] = {1, 3};
+    scene s;
+    make_scene(ctx, &s, 9, boxes, labels, 2);
+    /* Larger RPN conv weights keep its pre-ReLU values far from the kink relative to the finite-difference step. */
+    frcnn_param conv;
+    assert_int_equal(frcnn_model_find_param(m, "rpn.head.conv.weight", &conv), FRCNN_OK);
+    for (size_t i = 0; i < frcnn_tensor_numel(conv.value); i++)
+        frcnn_tensor_data(conv.value)[i] *= 10.0f;
+    grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true};
+    check_param_grad(&gc, "rpn.head.bbox_pred.weight", 8);
+    check_param_grad(&gc, "rpn.head.cls_logits.bias", 8);
+    check_param_grad(&gc, "rpn.head.conv.weight", 8);
+    gc.rpn = false;
+    check_param_grad(&gc, "roi_heads.box_predictor.bbox_pred.weight", 8);
+    check_param_grad(&gc, "roi_heads.box_predictor.cls_score.bias", 4);
+    check_param_grad(&gc, "roi_heads.box_head.fc7.weight", 8);
+    check_param_grad(&gc, "roi_heads.box_head.fc6.weight", 8);
+    frcnn_tensor_free(s.image);
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
+/* SGD with momentum over every trainable parameter (the optimizer module proper is its own issue). */
+static void sgd_step(frcnn_model *m, float **velocity, float lr)
+{
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++) {
+        frcnn_param p;
+        frcnn_model_param(m, i, &p);
+        if (!p.trainable)
+            continue;
+        float *v = frcnn_tensor_data(p.value), *g = frcnn_tensor_data(p.grad);
+        for (size_t j = 0; j < frcnn_tensor_numel(p.value); j++) {
+            float grad = g[j] + (p.is_bias ? 0.0f : 5e-4f * v[j]);
+            velocity[i][j] = 0.9f * velocity[i][j] + grad;
+            v[j] -= lr * velocity[i][j];
+        }
+    }
+}
+
+static float **make_velocity(frcnn_model *m)
+{
+    float **vel = calloc(frcnn_model_param_count(m), sizeof *vel);
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++) {
+        frcnn_param p;
+        frcnn_model_param(m, i, &p);
+        vel[i] = calloc(frcnn_tensor_numel(p.value), sizeof(float));
+    }
+    return vel;
+}
+
+static void free_velocity(frcnn_model *m, float **vel)
+{
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++)
+        free(vel[i]);
+    free(vel);
+}
+
+/* Trains on the scenes for `steps` steps; writes the first and the last few steps' mean total loss. */
+static void train(frcnn_ctx *ctx, frcnn_model *m, scene *scenes, size_t n_scenes, int steps, uint64_t seed, float *first, float *last)
+{
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, seed);
+    float **vel = make_velocity(m);
+    double tail = 0.0;
+    int tail_n = 0;
+    for (int it = 0; it < steps; it++) {
+        scene *s = &scenes[(size_t)it % n_scenes];
+        frcnn_input in = {s->image, 1.0f};
+        frcnn_losses l;
+        frcnn_model_zero_grad(m);
+        frcnn_status st = frcnn_model_train_step(m, &in, s->gt, s->labels, s->g, &rng, &l);
+        if (st != FRCNN_OK)
+            print_error("step %d: %s\n", it, frcnn_ctx_last_error(ctx));
+        assert_int_equal(st, FRCNN_OK);
+        float lr = it < 20 ? 0.002f : 0.01f;
+        sgd_step(m, vel, lr);
+        if (getenv("FRCNN_TEST_VERBOSE") && it % 20 == 0)
+            print_message("step %3d  rpn_cls %.4f rpn_box %.4f cls %.4f box %.4f  fg %d/%d\n", it, (double)l.rpn_cls,
+                          (double)l.rpn_box, (double)l.cls, (double)l.box, l.roi_fg, l.roi_fg + l.roi_bg);
+        if (it < (int)n_scenes)
+            *first += l.total / (float)n_scenes;
+        if (it >= steps - 10) {
+            tail += l.total;
+            tail_n++;
+        }
+    }
+    *last = (float)(tail / tail_n);
+    free_velocity(m, vel);
+}
+
+static void test_overfit_detects_every_object(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    c.dropout = 0.0f; /* memorising two images: dropout would only add noise to the loss being measured */
+    frcnn_model *m = make_model(ctx, &c, 2026);
+    const float boxes_a[12] = {8, 10, 55, 57, 70, 20, 139, 89, 30, 80, 69, 119};
+    const int32_t labels_a[3] = {1, 2, 3};
+    const float boxes_b[8] = {90, 60, 150, 120, 12, 12, 81, 71};
+    const int32_t labels_b[2] = {3, 2};
+    scene scenes[2];
+    make_scene(ctx, &scenes[0], 100, boxes_a, labels_a, 3);
+    make_scene(ctx, &scenes[1], 200, boxes_b, labels_b, 2);
+    float first = 0, last = 0;
+    train(ctx, m, scenes, 2, getenv("FRCNN_TEST_STEPS") ? atoi(getenv("FRCNN_TEST_STEPS")) : 240, 7, &first, &last);
+    print_message("overfit: total loss %.4f -> %.4f\n", (double)first, (double)last);
+
+    for (size_t k = 0; k < 2; k++) {
+        frcnn_input in = {scenes[k].image, 1.0f};
+        frcnn_detection d[100];
+        size_t n = 0;
+        assert_int_equal(frcnn_model_detect(m, &in, d, 100, &n), FRCNN_OK);
+        for (size_t gi = 0; gi < scenes[k].g; gi++) {
+            /* the best-scoring detection of the GT's class that overlaps it */
+            float best = 0.0f;
+            for (size_t i = 0; i < n; i++) {
+                float box[4] = {d[i].x1, d[i].y1, d[i].x2, d[i].y2};
+                if (d[i].label == scenes[k].labels[gi] && d[i].score > 0.5f)
+                    best = fmaxf(best, iou(box, &scenes[k].gt[4 * gi]));
+            }
+            print_message("scene %zu object %zu (class %d): best IoU %.3f\n", k, gi, (int)scenes[k].labels[gi],
+                          (double)best);
+            if (!(best > 0.7f))
+                for (size_t i = 0; i < n && i < 10; i++)
+                    print_message("  detection %zu: class %d score %.3f (%.1f, %.1f, %.1f, %.1f)\n", i, (int)d[i].label,
+                                  (double)d[i].score, (double)d[i].x1, (double)d[i].y1, (double)d[i].x2, (double)d[i].y2);
+            assert_true(best > 0.7f);
+        }
+    }
+    assert_true(last * 10.0f <= first);
+    frcnn_tensor_free(scenes[0].image);
+    frcnn_tensor_free(scenes[1].image);
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
+/* Two runs from the same seeds give bit-identical losses and weights. */
+static void test_same_seed_same_bits(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    const float boxes[8] = {8, 10, 55, 57, 70, 20, 139, 89};
+    const int32_t labels[2] = {1, 2};
+    scene s;
+    make_scene(ctx, &s, 100, boxes, labels, 2);
+    frcnn_model *m[2];
+    float first[2] = {0, 0}, last[2];
+    for (int r = 0; r < 2; r++) {
+        m[r] = make_model(ctx, &c, 99);
+        train(ctx, m[r], &s, 1, 6, 5, &first[r], &last[r]);
+    }
+    assert_memory_equal(&last[0], &last[1], sizeof(float));
+    for (size_t i = 0; i < frcnn_model_param_count(m[0]); i++) {
+        frcnn_param a, b;
+        frcnn_model_param(m[0], i, &a);
+        frcnn_model_param(m[1], i, &b);
+        tu_assert_identical(a.name, frcnn_tensor_data(a.value), frcnn_tensor_data(b.value), frcnn_tensor_numel(a.value));
+    }
+    frcnn_model_free(m[0]);
+    frcnn_model_free(m[1]);
+    frcnn_tensor_free(s.image);
+    frcnn_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_presets_and_params),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_head_gradients),
+        cmocka_unit_test(test_same_seed_same_bits),
+        cmocka_unit_test(test_overfit_detects_every_object),
+    };
+    if (getenv("FRCNN_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("FRCNN_TEST_FILTER"));
+    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
