@@ -72,7 +72,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $< $(STATIC_LIB) $(DEP_LIBS) -o $@
 
-$(BUILD)/bench/%: tests/bench/%.c $(STATIC_LIB)
+$(BUILD)/bench/%: tests/bench/%.c tests/bench/bench_util.h $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -Ilib/core $< $(STATIC_LIB) $(DEP_LIBS) -o $@
 

@@ -7,15 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    if (got != want)
-        print_error("status %d (%s), wanted %d\n", got, frcnn_ctx_last_error(ctx), want);
-    assert_int_equal(got, want);
-    assert_true(frcnn_ctx_last_error(ctx)[0] != '\0');
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void test_default_params(void **state)
 {
     (void)state;
@@ -126,40 +117,40 @@ static void test_bad_params(void **state)
     const frcnn_anchor_params good = frcnn_anchor_params_default();
     frcnn_anchor_params p = good;
     assert_int_equal(frcnn_anchors_base(NULL, &p, out), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_base(ctx, NULL, out), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_base(ctx, &p, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_base(ctx, NULL, out), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, NULL), FRCNN_ERR_INVALID_ARG);
 
     const float bad_values[] = {0.0f, -1.0f, NAN, INFINITY};
     for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
         p = good;
         p.base_size = bad_values[i];
-        expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
         p = good;
         p.ratios[1] = bad_values[i];
-        expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
         p = good;
         p.scales[2] = bad_values[i];
-        expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
     }
     const int bad_counts[] = {0, -1, FRCNN_MAX_ANCHOR_SHAPES + 1};
     for (size_t i = 0; i < sizeof bad_counts / sizeof bad_counts[0]; i++) {
         p = good;
         p.n_ratios = bad_counts[i];
-        expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
         p = good;
         p.n_scales = bad_counts[i];
-        expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
     }
     /* A ratio that rounds the width to 0: base 1, ratio 100 -> ws = rint(0.1) = 0. */
     p = good;
     p.base_size = 1.0f;
     p.ratios[0] = 100.0f;
-    expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
     /* Coordinates beyond float. */
     p = good;
     p.base_size = 1e30f;
     p.scales[0] = 1e30f;
-    expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_base(ctx, &p, out), FRCNN_ERR_INVALID_ARG);
     /* The maximum counts are fine. */
     p = good;
     p.n_ratios = p.n_scales = FRCNN_MAX_ANCHOR_SHAPES;
@@ -172,14 +163,14 @@ static void test_bad_params(void **state)
     const float base[4] = {0, 0, 15, 15}, inf_base[4] = {0, INFINITY, 15, 15};
     float grid[64];
     assert_int_equal(frcnn_anchors_grid(NULL, base, 1, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, NULL, 1, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 2, 2, 16, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, base, 0, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 0, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 2, -3, 16, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 2, 2, 0, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, inf_base, 1, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_anchors_grid(ctx, base, SIZE_MAX / 8, INT32_MAX, INT32_MAX, 16, grid),
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, NULL, 1, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 2, 2, 16, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, base, 0, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 0, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 2, -3, 16, grid), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, base, 1, 2, 2, 0, grid), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, inf_base, 1, 2, 2, 16, grid), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_anchors_grid(ctx, base, SIZE_MAX / 8, INT32_MAX, INT32_MAX, 16, grid),
                  FRCNN_ERR_OVERFLOW);
     frcnn_ctx_free(ctx);
 }

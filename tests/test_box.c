@@ -9,15 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    if (got != want)
-        print_error("status %d (%s), wanted %d\n", got, frcnn_ctx_last_error(ctx), want);
-    assert_int_equal(got, want);
-    assert_true(frcnn_ctx_last_error(ctx)[0] != '\0');
-    frcnn_ctx_clear_error(ctx);
-}
-
 /* IoU of one pair through the public matrix function, checked against the internal single-pair helper and the
  * swapped pair (bit for bit). */
 static float iou_pair(frcnn_ctx *ctx, const float a[4], const float b[4])
@@ -185,10 +176,10 @@ static void test_iou_bad_arguments(void **state)
     frcnn_ctx *ctx = tu_ctx();
     float a[4] = {0, 0, 1, 1}, out[4] = {-1, -1, -1, -1};
     assert_int_equal(frcnn_box_iou(NULL, a, 1, a, 1, out), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_iou(ctx, NULL, 1, a, 1, out), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_iou(ctx, a, 1, NULL, 1, out), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_iou(ctx, a, 1, a, 1, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_iou(ctx, a, SIZE_MAX / 2, a, 3, out), FRCNN_ERR_OVERFLOW);
+    tu_expect_error(ctx, frcnn_box_iou(ctx, NULL, 1, a, 1, out), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_iou(ctx, a, 1, NULL, 1, out), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_iou(ctx, a, 1, a, 1, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_iou(ctx, a, SIZE_MAX / 2, a, 3, out), FRCNN_ERR_OVERFLOW);
     /* Empty sides: nothing to do, nothing written. */
     assert_int_equal(frcnn_box_iou(ctx, a, 0, a, 1, out), FRCNN_OK);
     assert_int_equal(frcnn_box_iou(ctx, NULL, 3, NULL, 0, NULL), FRCNN_OK);
@@ -329,14 +320,14 @@ static void test_encode_bad_arguments(void **state)
     const float stds_zero[4] = {0.1f, 0.0f, 0.2f, 0.2f}, means_nan[4] = {0, NAN, 0, 0};
     float deltas[8] = {7, 7, 7, 7, 7, 7, 7, 7};
     assert_int_equal(frcnn_box_encode(NULL, ok, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, zero_w, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, ok, zero_w, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, ok, neg_h, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, nan_box, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, ok, ok, 2, NULL, stds_zero, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, ok, ok, 2, means_nan, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, NULL, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_box_encode(ctx, ok, ok, 2, NULL, NULL, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, zero_w, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, ok, zero_w, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, ok, neg_h, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, nan_box, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, ok, ok, 2, NULL, stds_zero, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, ok, ok, 2, means_nan, NULL, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, NULL, ok, 2, NULL, NULL, deltas), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_box_encode(ctx, ok, ok, 2, NULL, NULL, NULL), FRCNN_ERR_INVALID_ARG);
     /* A failed call writes nothing. */
     for (int i = 0; i < 8; i++)
         assert_true(deltas[i] == 7.0f);

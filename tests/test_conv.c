@@ -281,15 +281,6 @@ static void check_thread_independence(const conv_case *kc)
         free(all[i]);
 }
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    if (got != want)
-        print_error("status %d (%s), wanted %d\n", got, frcnn_ctx_last_error(ctx), want);
-    assert_int_equal(got, want);
-    assert_true(frcnn_ctx_last_error(ctx)[0] != '\0');
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -298,31 +289,31 @@ static void test_bad_arguments(void **state)
     fixture_init(&f, ctx, &shapes[0], 1);
     frcnn_conv2d_params p = f.p;
     assert_int_equal(frcnn_conv2d_forward(NULL, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, NULL, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, NULL, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, NULL, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, NULL, 0), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes - 4), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, NULL, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, NULL, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, NULL, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, NULL, 0), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes - 4), FRCNN_ERR_INVALID_ARG);
     /* y of the wrong shape, bias of the wrong length, w with the wrong channel count. */
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.dx, f.ws, f.ws_bytes), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.x, f.y, f.ws, f.ws_bytes), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.x, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_conv2d_backward(ctx, &p, f.x, f.w, f.dy, f.dw, NULL, NULL, f.ws, f.ws_bytes),
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.dx, f.ws, f.ws_bytes), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.x, f.y, f.ws, f.ws_bytes), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.x, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_conv2d_backward(ctx, &p, f.x, f.w, f.dy, f.dw, NULL, NULL, f.ws, f.ws_bytes),
                  FRCNN_ERR_SHAPE);
     p.stride_h = 0;
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
     p = f.p;
     p.pad_w = -1;
-    expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_forward(ctx, &p, f.x, f.w, f.b, f.y, f.ws, f.ws_bytes), FRCNN_ERR_INVALID_ARG);
     p = f.p;
     int64_t y_dims[4];
     size_t bytes;
     const int64_t tiny[4] = {1, 3, 2, 2}, big_w[4] = {4, 3, 5, 5}, zero[4] = {1, 0, 4, 4},
                   huge[4] = {1, 3, INT32_MAX, INT32_MAX}, neg[4] = {1, 3, -4, 4};
-    expect_error(ctx, frcnn_conv2d_output_shape(ctx, &p, tiny, big_w, y_dims), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_conv2d_output_shape(ctx, &p, zero, big_w, y_dims), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_output_shape(ctx, &p, neg, big_w, y_dims), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_conv2d_workspace_bytes(ctx, &p, huge, big_w, &bytes), FRCNN_ERR_OVERFLOW);
+    tu_expect_error(ctx, frcnn_conv2d_output_shape(ctx, &p, tiny, big_w, y_dims), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_conv2d_output_shape(ctx, &p, zero, big_w, y_dims), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_output_shape(ctx, &p, neg, big_w, y_dims), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_conv2d_workspace_bytes(ctx, &p, huge, big_w, &bytes), FRCNN_ERR_OVERFLOW);
     fixture_free(&f);
     frcnn_ctx_free(ctx);
 }

@@ -7,13 +7,6 @@
 #include <string.h>
 #include <strings.h>
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    assert_int_equal(got, want);
-    assert_true(strlen(frcnn_ctx_last_error(ctx)) > 0);
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void test_forward_backward_hand(void **state)
 {
     (void)state;
@@ -318,16 +311,16 @@ static void test_bad_args(void **state)
     assert_int_equal(frcnn_linear_forward(NULL, x, w, b, y), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(frcnn_linear_backward(NULL, x, w, y, dx, dw, db), FRCNN_ERR_INVALID_ARG);
 
-    expect_error(ctx, frcnn_linear_forward(ctx, NULL, w, b, y), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, NULL, b, y), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_forward(ctx, x1, w, b, y), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w3, b, y), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, y3), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, y_bad), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, y_bad2), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w, b_bad, y), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_forward(ctx, x, w, b2, y), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, NULL, w, b, y), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, NULL, b, y), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x1, w, b, y), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w3, b, y), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, y3), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, y_bad), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w, b, y_bad2), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w, b_bad, y), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_forward(ctx, x, w, b2, y), FRCNN_ERR_SHAPE);
     /* The message names both tensors, both shapes and the in-features. */
     assert_int_equal(frcnn_linear_forward(ctx, x, w_bad, b, y), FRCNN_ERR_SHAPE);
     const char *msg = frcnn_ctx_last_error(ctx);
@@ -338,20 +331,20 @@ static void test_bad_args(void **state)
     /* A 4-D x with the right in-features is fine. */
     assert_int_equal(frcnn_linear_forward(ctx, x4, w, b, y), FRCNN_OK);
 
-    expect_error(ctx, frcnn_linear_backward(ctx, NULL, w, y, dx, dw, db), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, NULL, y, dx, dw, db), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, NULL, dx, dw, db), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, NULL, NULL, NULL, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_linear_backward(ctx, x1, w, y, dx, dw, db), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w_bad, y, dx, dw, db), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, y_bad, dx, dw, db), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, y3, dx, dw, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, NULL, w, y, dx, dw, db), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, NULL, y, dx, dw, db), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, NULL, dx, dw, db), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, NULL, NULL, NULL, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x1, w, y, dx, dw, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w_bad, y, dx, dw, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, y_bad, dx, dw, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, y3, dx, dw, db), FRCNN_ERR_SHAPE);
     /* dx must have the shape of x, not just its element count. */
-    expect_error(ctx, frcnn_linear_backward(ctx, x4, w, y, dx, dw, db), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, x4, dw, db), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, dx, w_bad, db), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, dx, dw, b_bad), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, dx, dw, b2), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x4, w, y, dx, dw, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, x4, dw, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, dx, w_bad, db), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, dx, dw, b_bad), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_linear_backward(ctx, x, w, y, dx, dw, b2), FRCNN_ERR_SHAPE);
     /* Nothing was written by the failed calls. */
     const float zeros[200] = {0};
     tu_assert_identical("dx untouched", frcnn_tensor_data(dx), zeros, 80);

@@ -14,19 +14,6 @@ static frcnn_tensor *tensor_from(frcnn_ctx *ctx, int ndim, int64_t d0, int64_t d
     return t;
 }
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want, const char *needle)
-{
-    assert_int_equal(got, want);
-    const char *msg = frcnn_ctx_last_error(ctx);
-    assert_non_null(msg);
-    assert_true(msg[0] != '\0');
-    if (needle && !strstr(msg, needle)) {
-        print_error("message \"%s\" does not contain \"%s\"\n", msg, needle);
-        fail();
-    }
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void assert_near(const char *what, double got, double want, double tol)
 {
     if (!(fabs(got - want) <= tol)) {
@@ -206,25 +193,25 @@ static void test_xent_bad_arguments(void **state)
 
     assert_int_equal(frcnn_softmax_xent_forward(NULL, logits, labels, -1, prob, &loss), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(frcnn_softmax_xent_backward(NULL, prob, labels, -1, 1.0f, logits), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, NULL, labels, -1, prob, &loss), FRCNN_ERR_INVALID_ARG,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, NULL, labels, -1, prob, &loss), FRCNN_ERR_INVALID_ARG,
                  "logits");
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, logits, NULL, -1, prob, &loss), FRCNN_ERR_INVALID_ARG,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, logits, NULL, -1, prob, &loss), FRCNN_ERR_INVALID_ARG,
                  "labels");
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, logits, labels, -1, NULL, &loss), FRCNN_ERR_INVALID_ARG,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, logits, labels, -1, NULL, &loss), FRCNN_ERR_INVALID_ARG,
                  "prob");
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, logits, labels, -1, prob, NULL), FRCNN_ERR_INVALID_ARG,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, logits, labels, -1, prob, NULL), FRCNN_ERR_INVALID_ARG,
                  "loss");
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, flat, labels, -1, prob, &loss), FRCNN_ERR_SHAPE, "logits");
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, four, labels, -1, prob, &loss), FRCNN_ERR_SHAPE, "logits");
-    expect_error(ctx, frcnn_softmax_xent_forward(ctx, logits, labels, -1, prob_bad, &loss), FRCNN_ERR_SHAPE,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, flat, labels, -1, prob, &loss), FRCNN_ERR_SHAPE, "logits");
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, four, labels, -1, prob, &loss), FRCNN_ERR_SHAPE, "logits");
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, logits, labels, -1, prob_bad, &loss), FRCNN_ERR_SHAPE,
                  "(3, 2)");
-    expect_error(ctx, frcnn_softmax_xent_backward(ctx, NULL, labels, -1, 1.0f, logits), FRCNN_ERR_INVALID_ARG,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_backward(ctx, NULL, labels, -1, 1.0f, logits), FRCNN_ERR_INVALID_ARG,
                  "prob");
-    expect_error(ctx, frcnn_softmax_xent_backward(ctx, prob, NULL, -1, 1.0f, logits), FRCNN_ERR_INVALID_ARG,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_backward(ctx, prob, NULL, -1, 1.0f, logits), FRCNN_ERR_INVALID_ARG,
                  "labels");
-    expect_error(ctx, frcnn_softmax_xent_backward(ctx, prob, labels, -1, 1.0f, prob_bad), FRCNN_ERR_SHAPE,
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_backward(ctx, prob, labels, -1, 1.0f, prob_bad), FRCNN_ERR_SHAPE,
                  "dlogits");
-    expect_error(ctx, frcnn_softmax_xent_backward(ctx, flat, labels, -1, 1.0f, logits), FRCNN_ERR_SHAPE, "prob");
+    tu_expect_error_msg(ctx, frcnn_softmax_xent_backward(ctx, flat, labels, -1, 1.0f, logits), FRCNN_ERR_SHAPE, "prob");
     assert_int_equal(frcnn_softmax_xent_backward(ctx, prob, labels, -1, 1.0f, NULL), FRCNN_OK);
 
     /* Bad labels name the row and the label; prob and dlogits are left untouched. */
@@ -233,9 +220,9 @@ static void test_xent_bad_arguments(void **state)
     for (int i = 0; i < 3; i++) {
         frcnn_tensor_fill(prob, 9.0f);
         frcnn_tensor_fill(logits, 9.0f);
-        expect_error(ctx, frcnn_softmax_xent_forward(ctx, logits, bad[i], -1, prob, &loss), FRCNN_ERR_INVALID_ARG,
+        tu_expect_error_msg(ctx, frcnn_softmax_xent_forward(ctx, logits, bad[i], -1, prob, &loss), FRCNN_ERR_INVALID_ARG,
                      needles[i]);
-        expect_error(ctx, frcnn_softmax_xent_backward(ctx, prob, bad[i], -1, 1.0f, logits),
+        tu_expect_error_msg(ctx, frcnn_softmax_xent_backward(ctx, prob, bad[i], -1, 1.0f, logits),
                      FRCNN_ERR_INVALID_ARG, needles[i]);
         for (int j = 0; j < 6; j++) {
             assert_true(frcnn_tensor_data(prob)[j] == 9.0f);
@@ -451,26 +438,26 @@ static void test_smooth_l1_bad_arguments(void **state)
 
     assert_int_equal(frcnn_smooth_l1_forward(NULL, &p, a, b, w, w, &loss), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(frcnn_smooth_l1_backward(NULL, &p, a, b, w, w, 1.0f, g), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, NULL, a, b, w, w, &loss), FRCNN_ERR_INVALID_ARG, "params");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, NULL, b, w, w, &loss), FRCNN_ERR_INVALID_ARG, "pred");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, a, NULL, w, w, &loss), FRCNN_ERR_INVALID_ARG, "target");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, a, b, w, w, NULL), FRCNN_ERR_INVALID_ARG, "loss");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, a, t32, w, w, &loss), FRCNN_ERR_SHAPE, "(3, 2)");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, a, flat, w, w, &loss), FRCNN_ERR_SHAPE, "target");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, a, b, t32, w, &loss), FRCNN_ERR_SHAPE, "inside");
-    expect_error(ctx, frcnn_smooth_l1_forward(ctx, &p, a, b, w, flat, &loss), FRCNN_ERR_SHAPE, "outside");
-    expect_error(ctx, frcnn_smooth_l1_backward(ctx, &p, a, b, w, w, 1.0f, t32), FRCNN_ERR_SHAPE, "dpred");
-    expect_error(ctx, frcnn_smooth_l1_backward(ctx, &p, NULL, b, w, w, 1.0f, g), FRCNN_ERR_INVALID_ARG, "pred");
-    expect_error(ctx, frcnn_smooth_l1_backward(ctx, &p, a, b, NULL, t32, 1.0f, g), FRCNN_ERR_SHAPE, "outside");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, NULL, a, b, w, w, &loss), FRCNN_ERR_INVALID_ARG, "params");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, NULL, b, w, w, &loss), FRCNN_ERR_INVALID_ARG, "pred");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, a, NULL, w, w, &loss), FRCNN_ERR_INVALID_ARG, "target");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, a, b, w, w, NULL), FRCNN_ERR_INVALID_ARG, "loss");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, a, t32, w, w, &loss), FRCNN_ERR_SHAPE, "(3, 2)");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, a, flat, w, w, &loss), FRCNN_ERR_SHAPE, "target");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, a, b, t32, w, &loss), FRCNN_ERR_SHAPE, "inside");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &p, a, b, w, flat, &loss), FRCNN_ERR_SHAPE, "outside");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_backward(ctx, &p, a, b, w, w, 1.0f, t32), FRCNN_ERR_SHAPE, "dpred");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_backward(ctx, &p, NULL, b, w, w, 1.0f, g), FRCNN_ERR_INVALID_ARG, "pred");
+    tu_expect_error_msg(ctx, frcnn_smooth_l1_backward(ctx, &p, a, b, NULL, t32, 1.0f, g), FRCNN_ERR_SHAPE, "outside");
 
     const frcnn_smooth_l1_params bad[] = {{0.0f, 1.0f},      {-1.0f, 1.0f}, {NAN, 1.0f},      {INFINITY, 1.0f},
                                           {1.0f, 0.0f},      {1.0f, -2.0f}, {1.0f, NAN},      {1.0f, INFINITY}};
     const char *needles[] = {"sigma", "sigma", "sigma", "sigma", "normalizer", "normalizer", "normalizer",
                              "normalizer"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        expect_error(ctx, frcnn_smooth_l1_forward(ctx, &bad[i], a, b, w, w, &loss), FRCNN_ERR_INVALID_ARG,
+        tu_expect_error_msg(ctx, frcnn_smooth_l1_forward(ctx, &bad[i], a, b, w, w, &loss), FRCNN_ERR_INVALID_ARG,
                      needles[i]);
-        expect_error(ctx, frcnn_smooth_l1_backward(ctx, &bad[i], a, b, w, w, 1.0f, g), FRCNN_ERR_INVALID_ARG,
+        tu_expect_error_msg(ctx, frcnn_smooth_l1_backward(ctx, &bad[i], a, b, w, w, 1.0f, g), FRCNN_ERR_INVALID_ARG,
                      needles[i]);
     }
     for (int i = 0; i < 6; i++)

@@ -5,13 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    assert_int_equal(got, want);
-    assert_true(strlen(frcnn_ctx_last_error(ctx)) > 0);
-    frcnn_ctx_clear_error(ctx);
-}
-
 static frcnn_maxpool_params params(int k, int s, int pad, bool ceil_mode)
 {
     frcnn_maxpool_params p = frcnn_maxpool_params_default();
@@ -434,11 +427,11 @@ static void test_bad_args(void **state)
     assert_int_equal(frcnn_maxpool_forward(NULL, &p, x, y, a), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(frcnn_maxpool_backward(NULL, &p, y, a, x), FRCNN_ERR_INVALID_ARG);
 
-    expect_error(ctx, frcnn_maxpool_output_shape(ctx, NULL, xd, yd), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, NULL, yd), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, xd, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, (int64_t[4]){1, 0, 4, 6}, yd), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, (int64_t[4]){1, 2, -4, 6}, yd), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, NULL, xd, yd), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, NULL, yd), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, xd, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, (int64_t[4]){1, 0, 4, 6}, yd), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, &p, (int64_t[4]){1, 2, -4, 6}, yd), FRCNN_ERR_INVALID_ARG);
 
     /* Bad parameters, through every entry point. */
     frcnn_maxpool_params bad[7];
@@ -452,22 +445,22 @@ static void test_bad_args(void **state)
     bad[5].pad_w = 2; /* == kernel */
     bad[6] = params(3, 1, 5, false);
     for (int i = 0; i < 7; i++) {
-        expect_error(ctx, frcnn_maxpool_output_shape(ctx, &bad[i], xd, yd), FRCNN_ERR_INVALID_ARG);
-        expect_error(ctx, frcnn_maxpool_forward(ctx, &bad[i], x, y, a), FRCNN_ERR_INVALID_ARG);
-        expect_error(ctx, frcnn_maxpool_backward(ctx, &bad[i], y, a, x), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, &bad[i], xd, yd), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &bad[i], x, y, a), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &bad[i], y, a, x), FRCNN_ERR_INVALID_ARG);
     }
     /* An empty output: a 5x5 kernel on a 4x6 input in floor mode. */
     frcnn_maxpool_params big = params(5, 1, 0, false);
-    expect_error(ctx, frcnn_maxpool_output_shape(ctx, &big, xd, yd), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &big, x, y, a), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_output_shape(ctx, &big, xd, yd), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &big, x, y, a), FRCNN_ERR_INVALID_ARG);
 
-    expect_error(ctx, frcnn_maxpool_forward(ctx, NULL, x, y, a), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, NULL, y, a), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, NULL, a), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x3, y, a), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, y3, a), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, y_bad, a), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, y_bad_c, a), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, NULL, x, y, a), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, NULL, y, a), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, NULL, a), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x3, y, a), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, y3, a), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, y_bad, a), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, x, y_bad_c, a), FRCNN_ERR_SHAPE);
     /* The message names y and both shapes. */
     frcnn_maxpool_forward(ctx, &p, x, y_bad, a);
     assert_non_null(strstr(frcnn_ctx_last_error(ctx), "y has shape (1, 2, 3, 2)"));
@@ -477,20 +470,20 @@ static void test_bad_args(void **state)
 
     assert_int_equal(frcnn_maxpool_forward(ctx, &p, x, y, a), FRCNN_OK);
     frcnn_tensor *dx = tu_tensor(ctx, 4, 1, 2, 4, 6);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, NULL, y, a, dx), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, NULL, a, dx), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, NULL, dx), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, NULL, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y3, a, dx), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, a, x3), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y_bad, a, dx), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, NULL, y, a, dx), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, NULL, a, dx), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, NULL, dx), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, NULL, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y3, a, dx), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, a, x3), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y_bad, a, dx), FRCNN_ERR_SHAPE);
     /* argmax outside the plane: rejected before dx is touched. */
     int32_t a_bad[12];
     memcpy(a_bad, a, sizeof a);
     a_bad[11] = 24;
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, a_bad, dx), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, a_bad, dx), FRCNN_ERR_INVALID_ARG);
     a_bad[11] = -1;
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, a_bad, dx), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, y, a_bad, dx), FRCNN_ERR_INVALID_ARG);
     const float zeros[24] = {0};
     tu_assert_identical("dx untouched", frcnn_tensor_data(dx), zeros, 24);
 
@@ -500,8 +493,8 @@ static void test_bad_args(void **state)
     frcnn_tensor *huge_x = NULL, *huge_y = NULL;
     assert_int_equal(frcnn_tensor_wrap(ctx, dummy, 4, (int64_t[4]){1, 1, 65536, 65536}, &huge_x), FRCNN_OK);
     assert_int_equal(frcnn_tensor_wrap(ctx, dummy, 4, (int64_t[4]){1, 1, 32768, 32768}, &huge_y), FRCNN_OK);
-    expect_error(ctx, frcnn_maxpool_forward(ctx, &p, huge_x, huge_y, a), FRCNN_ERR_OVERFLOW);
-    expect_error(ctx, frcnn_maxpool_backward(ctx, &p, huge_y, a, huge_x), FRCNN_ERR_OVERFLOW);
+    tu_expect_error(ctx, frcnn_maxpool_forward(ctx, &p, huge_x, huge_y, a), FRCNN_ERR_OVERFLOW);
+    tu_expect_error(ctx, frcnn_maxpool_backward(ctx, &p, huge_y, a, huge_x), FRCNN_ERR_OVERFLOW);
 
     frcnn_tensor_free(huge_x);
     frcnn_tensor_free(huge_y);

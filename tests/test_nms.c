@@ -11,15 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    if (got != want)
-        print_error("status %d (%s), wanted %d\n", got, frcnn_ctx_last_error(ctx), want);
-    assert_int_equal(got, want);
-    assert_true(frcnn_ctx_last_error(ctx)[0] != '\0');
-    frcnn_ctx_clear_error(ctx);
-}
-
 /* ----- the brute-force reference ---------------------------------------------------------------------------- */
 
 /* The py-faster-rcnn IoU (nms/py_cpu_nms.py) in float, written out independently of the library. */
@@ -409,16 +400,16 @@ static void test_errors(void **state)
 
     assert_int_equal(frcnn_nms(NULL, e.arena, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
     scores[17] = NAN;
-    expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(n_keep, 0);
     assert_int_equal(frcnn_arena_mark(e.arena), mark);
     scores[17] = 0.5f;
-    expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, NAN, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_nms(ctx, NULL, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_nms(ctx, e.arena, NULL, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, NULL, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, NULL, &n_keep), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, keep, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, NAN, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, NULL, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, NULL, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, NULL, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, NULL, &n_keep), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, keep, NULL), FRCNN_ERR_INVALID_ARG);
 
     /* n = 0: nothing kept, nothing taken, NULL arrays allowed. */
     n_keep = 99;
@@ -431,7 +422,7 @@ static void test_errors(void **state)
     void *more;
     assert_int_equal(frcnn_arena_alloc(e.arena, 256, &more), FRCNN_OK);
     size_t mark2 = frcnn_arena_mark(e.arena);
-    expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_NO_MEMORY);
+    tu_expect_error(ctx, frcnn_nms(ctx, e.arena, boxes, scores, 64, 0.5f, 0, keep, &n_keep), FRCNN_ERR_NO_MEMORY);
     assert_int_equal(n_keep, 0);
     assert_int_equal(frcnn_arena_mark(e.arena), mark2);
     /* Released: now it fits again and runs. */

@@ -285,17 +285,6 @@ static void test_matches_reference(void **state)
     fixture_free(&f);
 }
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want, const char *needle)
-{
-    if (got != want)
-        print_error("status %d (%s), wanted %d\n", got, frcnn_ctx_last_error(ctx), want);
-    assert_int_equal(got, want);
-    if (needle && !strstr(frcnn_ctx_last_error(ctx), needle))
-        fail_msg("message \"%s\" does not mention \"%s\"", frcnn_ctx_last_error(ctx), needle);
-    assert_true(frcnn_ctx_last_error(ctx)[0] != '\0');
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void test_non_finite_and_bad_arguments(void **state)
 {
     (void)state;
@@ -306,48 +295,48 @@ static void test_non_finite_and_bad_arguments(void **state)
     frcnn_proposal_params p = frcnn_proposal_params_default(true);
     size_t n_rois = 5;
     scores[3] = NAN;
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_NOT_FINITE, "fg_scores[3]");
     assert_int_equal(n_rois, 0);
     scores[3] = INFINITY;
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_NOT_FINITE, "fg_scores[3]");
     scores[3] = 0.5f;
     deltas[4 * 6 + 2] = NAN;
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_NOT_FINITE, "deltas row 6");
     deltas[4 * 6 + 2] = 0.0f;
     anchors[5] = NAN;
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "anchors row 1");
     anchors[5] = 0.0f;
 
     assert_int_equal(frcnn_proposals(NULL, f.arena, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois,
                                      roi_scores, &n_rois),
                      FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx,
+    tu_expect_error_msg(f.ctx,
                  frcnn_proposals(f.ctx, NULL, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores,
                                  &n_rois),
                  FRCNN_ERR_INVALID_ARG, "scratch");
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, NULL, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, NULL, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "fg_scores");
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, NULL),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, NULL),
                  FRCNN_ERR_INVALID_ARG, "n_rois");
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 0, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, 100, 100, 0, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "image_scale");
-    expect_error(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, -1, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, HAND_N, -1, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "image size");
     frcnn_proposal_params bad = p;
     bad.post_nms_top_n = 0;
-    expect_error(f.ctx, run(&f, &bad, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &bad, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "post_nms_top_n");
     bad = p;
     bad.nms_iou = NAN;
-    expect_error(f.ctx, run(&f, &bad, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &bad, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "nms_iou");
     bad = p;
     bad.min_size = -1.0f;
-    expect_error(f.ctx, run(&f, &bad, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
+    tu_expect_error_msg(f.ctx, run(&f, &bad, anchors, deltas, scores, HAND_N, 100, 100, 1, rois, roi_scores, &n_rois),
                  FRCNN_ERR_INVALID_ARG, "min_size");
 
     /* No anchors: no proposals, no scratch. */

@@ -4,14 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Asserts the status and that the call left a message, then clears it for the next check. */
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    assert_int_equal(got, want);
-    assert_true(strlen(frcnn_ctx_last_error(ctx)) > 0);
-    frcnn_ctx_clear_error(ctx);
-}
-
 /* Uniform values with |v| in [0.05, 1.05): central differences with eps 1e-2 never cross the ReLU kink. */
 static void fill_off_kink(float *a, size_t n, uint64_t seed)
 {
@@ -172,16 +164,16 @@ static void test_relu_bad_args(void **state)
     frcnn_tensor *d = tu_tensor(ctx, 1, 6, 0, 0, 0); /* same count, other ndim */
     assert_int_equal(frcnn_relu_forward(NULL, a, b), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(frcnn_relu_backward(NULL, a, b, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_relu_forward(ctx, NULL, b), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_relu_forward(ctx, a, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_relu_forward(ctx, a, c), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_relu_forward(ctx, a, d), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_relu_backward(ctx, NULL, a, b), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_relu_backward(ctx, a, NULL, b), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_relu_backward(ctx, a, c, b), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_relu_backward(ctx, a, b, c), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_relu_backward(ctx, a, b, d), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_relu_backward(ctx, a, c, NULL), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_relu_forward(ctx, NULL, b), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_relu_forward(ctx, a, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_relu_forward(ctx, a, c), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_relu_forward(ctx, a, d), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_relu_backward(ctx, NULL, a, b), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_relu_backward(ctx, a, NULL, b), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_relu_backward(ctx, a, c, b), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_relu_backward(ctx, a, b, c), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_relu_backward(ctx, a, b, d), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_relu_backward(ctx, a, c, NULL), FRCNN_ERR_SHAPE);
 
     frcnn_tensor_free(a);
     frcnn_tensor_free(b);
@@ -477,27 +469,27 @@ static void test_dropout_bad_args(void **state)
     assert_int_equal(frcnn_dropout_backward(NULL, a, b, c), FRCNN_ERR_INVALID_ARG);
     const float bad_p[5] = {-0.1f, 1.0f, 1.5f, NAN, INFINITY};
     for (int i = 0; i < 5; i++) {
-        expect_error(ctx, frcnn_dropout_forward(ctx, &rng, bad_p[i], true, a, b, c), FRCNN_ERR_INVALID_ARG);
-        expect_error(ctx, frcnn_dropout_forward(ctx, &rng, bad_p[i], false, a, b, c), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, bad_p[i], true, a, b, c), FRCNN_ERR_INVALID_ARG);
+        tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, bad_p[i], false, a, b, c), FRCNN_ERR_INVALID_ARG);
     }
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, -INFINITY, true, a, b, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_forward(ctx, NULL, 0.5f, true, a, b, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, NULL, b, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, NULL, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, b, NULL), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, d, c), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, b, d), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, false, a, b, d), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, -INFINITY, true, a, b, c), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, NULL, 0.5f, true, a, b, c), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, NULL, b, c), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, NULL, c), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, b, NULL), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, d, c), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, true, a, b, d), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_dropout_forward(ctx, &rng, 0.5f, false, a, b, d), FRCNN_ERR_SHAPE);
     /* Failed calls do not consume random numbers. */
     rng_bytes(&rng, after);
     assert_memory_equal(before, after, FRCNN_RNG_STATE_BYTES);
 
-    expect_error(ctx, frcnn_dropout_backward(ctx, NULL, b, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_backward(ctx, a, NULL, c), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_dropout_backward(ctx, a, d, c), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_dropout_backward(ctx, a, b, d), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_dropout_backward(ctx, a, d, NULL), FRCNN_ERR_SHAPE);
-    expect_error(ctx, frcnn_dropout_backward(ctx, a, b, b), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_backward(ctx, NULL, b, c), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_backward(ctx, a, NULL, c), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(ctx, frcnn_dropout_backward(ctx, a, d, c), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_dropout_backward(ctx, a, b, d), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_dropout_backward(ctx, a, d, NULL), FRCNN_ERR_SHAPE);
+    tu_expect_error(ctx, frcnn_dropout_backward(ctx, a, b, b), FRCNN_ERR_INVALID_ARG);
     frcnn_tensor_free(a);
     frcnn_tensor_free(b);
     frcnn_tensor_free(c);

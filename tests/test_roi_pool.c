@@ -475,19 +475,6 @@ static void test_backward_accumulates(void **state)
 /* ------------------------------------------------------------------------------------------------------------
  * Bad arguments: the right status, a message, nothing written. */
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want, const char *needle)
-{
-    assert_int_equal(got, want);
-    const char *msg = frcnn_ctx_last_error(ctx);
-    assert_non_null(msg);
-    assert_true(msg[0] != '\0');
-    if (needle && !strstr(msg, needle)) {
-        print_error("message \"%s\" does not contain \"%s\"\n", msg, needle);
-        fail();
-    }
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -508,21 +495,21 @@ static void test_bad_arguments(void **state)
 
     assert_int_equal(frcnn_roi_pool_forward(NULL, &p, x, rois, y, arg), FRCNN_ERR_INVALID_ARG);
     assert_int_equal(frcnn_roi_pool_backward(NULL, &p, rois, y, arg, dx), FRCNN_ERR_INVALID_ARG);
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, NULL, x, rois, y, arg), FRCNN_ERR_INVALID_ARG, "params");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, NULL, rois, y, arg), FRCNN_ERR_INVALID_ARG, "x");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, NULL, y, arg), FRCNN_ERR_INVALID_ARG, "rois");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois, NULL, arg), FRCNN_ERR_INVALID_ARG, "y");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x3, rois, y, arg), FRCNN_ERR_SHAPE, "x");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois4, y, arg), FRCNN_ERR_SHAPE, "(2, 4)");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois1, y, arg), FRCNN_ERR_SHAPE, "rois");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois, y_bad, arg), FRCNN_ERR_SHAPE, "(2, 2, 3, 2)");
-    expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois, y_bad_c, arg), FRCNN_ERR_SHAPE, "y");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, NULL, x, rois, y, arg), FRCNN_ERR_INVALID_ARG, "params");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, NULL, rois, y, arg), FRCNN_ERR_INVALID_ARG, "x");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, NULL, y, arg), FRCNN_ERR_INVALID_ARG, "rois");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois, NULL, arg), FRCNN_ERR_INVALID_ARG, "y");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x3, rois, y, arg), FRCNN_ERR_SHAPE, "x");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois4, y, arg), FRCNN_ERR_SHAPE, "(2, 4)");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois1, y, arg), FRCNN_ERR_SHAPE, "rois");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois, y_bad, arg), FRCNN_ERR_SHAPE, "(2, 2, 3, 2)");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, rois, y_bad_c, arg), FRCNN_ERR_SHAPE, "y");
 
     frcnn_roi_pool_params bad[] = {{0, 2, 1.0f}, {2, -1, 1.0f}, {2, 2, 0.0f}, {2, 2, -0.5f}, {2, 2, NAN},
                                    {2, 2, INFINITY}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        expect_error(ctx, frcnn_roi_pool_forward(ctx, &bad[i], x, rois, y, arg), FRCNN_ERR_INVALID_ARG, NULL);
-        expect_error(ctx, frcnn_roi_pool_backward(ctx, &bad[i], rois, y, arg, dx), FRCNN_ERR_INVALID_ARG, NULL);
+        tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &bad[i], x, rois, y, arg), FRCNN_ERR_INVALID_ARG, NULL);
+        tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &bad[i], rois, y, arg, dx), FRCNN_ERR_INVALID_ARG, NULL);
     }
 
     /* Bad RoI rows: the message names row 1, and y is left untouched. */
@@ -535,7 +522,7 @@ static void test_bad_arguments(void **state)
         memcpy(two + 5, bad_rows[i], 5 * sizeof(float));
         frcnn_tensor *br = rois_tensor(ctx, two, 2);
         frcnn_tensor_fill(y, 7.0f);
-        expect_error(ctx, frcnn_roi_pool_forward(ctx, &p, x, br, y, arg), FRCNN_ERR_INVALID_ARG, "row 1");
+        tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, br, y, arg), FRCNN_ERR_INVALID_ARG, "row 1");
         for (size_t k = 0; k < frcnn_tensor_numel(y); k++)
             assert_true(frcnn_tensor_data(y)[k] == 7.0f);
         frcnn_tensor_free(br);
@@ -543,21 +530,21 @@ static void test_bad_arguments(void **state)
 
     /* Backward. */
     assert_int_equal(frcnn_roi_pool_forward(ctx, &p, x, rois, y, arg), FRCNN_OK);
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, NULL, dx), FRCNN_ERR_INVALID_ARG, "argmax");
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, NULL, y, arg, dx), FRCNN_ERR_INVALID_ARG, "rois");
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, NULL, arg, dx), FRCNN_ERR_INVALID_ARG, "dy");
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y_bad, arg, dx), FRCNN_ERR_SHAPE, "dy");
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, arg, dx_bad), FRCNN_ERR_SHAPE, "dx");
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, arg, x3), FRCNN_ERR_SHAPE, "dx");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, NULL, dx), FRCNN_ERR_INVALID_ARG, "argmax");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, NULL, y, arg, dx), FRCNN_ERR_INVALID_ARG, "rois");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, NULL, arg, dx), FRCNN_ERR_INVALID_ARG, "dy");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y_bad, arg, dx), FRCNN_ERR_SHAPE, "dy");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, arg, dx_bad), FRCNN_ERR_SHAPE, "dx");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, arg, x3), FRCNN_ERR_SHAPE, "dx");
     int32_t bad_arg[2 * RC * 4];
     memcpy(bad_arg, arg, sizeof arg);
     bad_arg[3] = RH * RW;
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, bad_arg, dx), FRCNN_ERR_INVALID_ARG, "argmax[3]");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, bad_arg, dx), FRCNN_ERR_INVALID_ARG, "argmax[3]");
     bad_arg[3] = -2;
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, bad_arg, dx), FRCNN_ERR_INVALID_ARG, "argmax[3]");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, bad_arg, dx), FRCNN_ERR_INVALID_ARG, "argmax[3]");
     /* batch index 1 is out of range for a one-image dx */
     frcnn_tensor *dx1 = tu_tensor(ctx, 4, 1, RC, RH, RW);
-    expect_error(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, arg, dx1), FRCNN_ERR_INVALID_ARG, "row 1");
+    tu_expect_error_msg(ctx, frcnn_roi_pool_backward(ctx, &p, rois, y, arg, dx1), FRCNN_ERR_INVALID_ARG, "row 1");
     for (size_t k = 0; k < frcnn_tensor_numel(dx); k++)
         assert_true(frcnn_tensor_data(dx)[k] == 0.0f);
     for (size_t k = 0; k < frcnn_tensor_numel(dx1); k++)

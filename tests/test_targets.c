@@ -39,15 +39,6 @@ static void assert_ok(frcnn_ctx *ctx, frcnn_status st)
     assert_int_equal(st, FRCNN_OK);
 }
 
-static void expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
-{
-    if (got != want)
-        print_error("status %d (%s), wanted %d\n", got, frcnn_ctx_last_error(ctx), want);
-    assert_int_equal(got, want);
-    assert_true(frcnn_ctx_last_error(ctx)[0] != '\0');
-    frcnn_ctx_clear_error(ctx);
-}
-
 static void assert_labels(const char *what, const int32_t *got, const int32_t *want, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -438,36 +429,36 @@ static void test_anchor_bad_arguments(void **state)
     assert_int_equal(frcnn_anchor_targets(NULL, f.arena, &p, &rng, anchors, 2, gt, 1, 50, 50, o.labels, o.targets,
                                           o.inside, o.outside),
                      FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx,
+    tu_expect_error(f.ctx,
                  frcnn_anchor_targets(f.ctx, NULL, &p, &rng, anchors, 2, gt, 1, 50, 50, o.labels, o.targets,
                                       o.inside, o.outside),
                  FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx,
+    tu_expect_error(f.ctx,
                  frcnn_anchor_targets(f.ctx, f.arena, &p, NULL, anchors, 2, gt, 1, 50, 50, o.labels, o.targets,
                                       o.inside, o.outside),
                  FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, NULL, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 0, 50, &o), FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 50, NAN, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, NULL, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 0, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 50, NAN, &o), FRCNN_ERR_INVALID_ARG);
     frcnn_anchor_target_params bad = p;
     bad.negative_iou = 0.8f;
-    expect_error(f.ctx, run_anchor(&f, &bad, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &bad, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
     bad = p;
     bad.batch_size = 0;
-    expect_error(f.ctx, run_anchor(&f, &bad, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &bad, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
     bad = p;
     bad.fg_fraction = 1.5f;
-    expect_error(f.ctx, run_anchor(&f, &bad, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &bad, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
     /* A GT box with a NaN, a GT box of width 0 (x2 = x1 - 1), an anchor with an infinity. */
     float bad_gt[4] = {0, 0, NAN, 9};
-    expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, bad_gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, bad_gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
     set_box(bad_gt, 5, 0, 4, 9);
     frcnn_status st = run_anchor(&f, &p, &rng, anchors, 2, bad_gt, 1, 50, 50, &o);
     assert_int_equal(st, FRCNN_ERR_INVALID_ARG);
     assert_non_null(strstr(frcnn_ctx_last_error(f.ctx), "gt row 0"));
     frcnn_ctx_clear_error(f.ctx);
     anchors[6] = INFINITY;
-    expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_INVALID_ARG);
     anchors[6] = 30;
     anchor_out_free(&o);
     fixture_free(&f);
@@ -475,7 +466,7 @@ static void test_anchor_bad_arguments(void **state)
     /* An arena too small for n * (g + 3) floats: NO_MEMORY, arena unchanged. */
     fixture_init(&f, 0);
     anchor_out_init(&o, 2);
-    expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_NO_MEMORY);
+    tu_expect_error(f.ctx, run_anchor(&f, &p, &rng, anchors, 2, gt, 1, 50, 50, &o), FRCNN_ERR_NO_MEMORY);
     anchor_out_free(&o);
     fixture_free(&f);
 }
@@ -842,29 +833,29 @@ static void test_roi_bad_arguments(void **state)
     assert_int_equal(frcnn_roi_targets(NULL, f.arena, &p, &rng, props, 1, gt, labels, 1, 3, o.rois, o.labels,
                                        o.targets, o.inside, &o.n),
                      FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx,
+    tu_expect_error(f.ctx,
                  frcnn_roi_targets(f.ctx, f.arena, &p, &rng, props, 1, gt, labels, 1, 3, o.rois, o.labels,
                                    o.targets, o.inside, NULL),
                  FRCNN_ERR_INVALID_ARG);
-    expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, NULL, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, NULL, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
     labels[0] = 0;
     frcnn_status st = run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o);
     assert_int_equal(st, FRCNN_ERR_INVALID_ARG);
     assert_non_null(strstr(frcnn_ctx_last_error(f.ctx), "gt_labels[0]"));
     frcnn_ctx_clear_error(f.ctx);
     labels[0] = 3;
-    expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
     labels[0] = 1;
-    expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 1, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 1, &o), FRCNN_ERR_INVALID_ARG);
     frcnn_roi_target_params bad = p;
     bad.stds[2] = 0.0f;
-    expect_error(f.ctx, run_roi(&f, &bad, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &bad, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
     bad = p;
     bad.bg_iou_lo = 0.6f;
-    expect_error(f.ctx, run_roi(&f, &bad, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &bad, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
     bad = p;
     bad.batch_size = 0;
-    expect_error(f.ctx, run_roi(&f, &bad, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &bad, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
     props[1] = NAN;
     st = run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o);
     assert_int_equal(st, FRCNN_ERR_INVALID_ARG);
@@ -872,14 +863,14 @@ static void test_roi_bad_arguments(void **state)
     frcnn_ctx_clear_error(f.ctx);
     props[1] = 0;
     set_box(gt, 0, 0, 9, -2);
-    expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
+    tu_expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_INVALID_ARG);
     roi_out_free(&o);
     fixture_free(&f);
 
     fixture_init(&f, 0);
     set_box(gt, 0, 0, 9, 9);
     roi_out_init(&o, 128, 3);
-    expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_NO_MEMORY);
+    tu_expect_error(f.ctx, run_roi(&f, &p, &rng, props, 1, gt, labels, 1, 3, &o), FRCNN_ERR_NO_MEMORY);
     roi_out_free(&o);
     fixture_free(&f);
 }

@@ -43,6 +43,30 @@ void tu_assert_identical(const char *what, const float *a, const float *b, size_
     }
 }
 
+void tu_expect_error_msg(frcnn_ctx *ctx, frcnn_status got, frcnn_status want, const char *needle)
+{
+    const char *msg = frcnn_ctx_last_error(ctx);
+    if (got != want) {
+        print_error("status %d (%s), wanted %d (%s); message: %s\n", (int)got, frcnn_status_str(got), (int)want,
+                    frcnn_status_str(want), msg);
+        fail();
+    }
+    if (msg[0] == '\0') {
+        print_error("status %d as wanted, but no message in the context\n", (int)got);
+        fail();
+    }
+    if (needle && !strstr(msg, needle)) {
+        print_error("message \"%s\" does not contain \"%s\"\n", msg, needle);
+        fail();
+    }
+    frcnn_ctx_clear_error(ctx);
+}
+
+void tu_expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want)
+{
+    tu_expect_error_msg(ctx, got, want, NULL);
+}
+
 void tu_fill_uniform(float *a, size_t n, uint64_t seed, float lo, float hi)
 {
     frcnn_rng rng;

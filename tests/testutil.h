@@ -18,6 +18,11 @@ void tu_assert_close(const char *what, const float *a, const float *b, size_t n,
 /* Fails unless the two arrays are bit-identical. */
 void tu_assert_identical(const char *what, const float *a, const float *b, size_t n);
 
+/* Fails unless got == want and the context holds a non-empty message (containing `needle` when not NULL);
+ * then clears the message. The message is printed when the status is wrong. */
+void tu_expect_error_msg(frcnn_ctx *ctx, frcnn_status got, frcnn_status want, const char *needle);
+void tu_expect_error(frcnn_ctx *ctx, frcnn_status got, frcnn_status want);
+
 /* Fills with uniform values in [lo, hi) from a seeded frcnn_rng. */
 void tu_fill_uniform(float *a, size_t n, uint64_t seed, float lo, float hi);
 

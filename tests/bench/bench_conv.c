@@ -3,6 +3,8 @@
  * `name<TAB>value<TAB>unit` lines to the file named by argv[1] (default build/bench.tsv). */
 #include "frcnn.h"
 
+#include "bench_util.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,25 +29,6 @@ static const layer small[] = {
     {"conv1", 3, 32, 320, 416},  {"conv2", 32, 64, 160, 208},  {"conv3", 64, 128, 80, 104},
     {"conv4", 128, 256, 40, 52}, {"conv5", 256, 256, 20, 26},
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void die(frcnn_ctx *ctx, frcnn_status st, const char *what)
 {
@@ -110,26 +93,26 @@ static void bench_layer(frcnn_ctx *ctx, const char *net, const layer *l, int rep
     float *gc = random_buffer((size_t)m * (size_t)n, 3);
     double tf[16], tb[16], gf[16], gbw[16];
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if ((st = frcnn_conv2d_forward(ctx, &p, x, w, b, y, ws, ws_bytes)) != FRCNN_OK)
             die(ctx, st, "forward");
-        double t1 = now();
+        double t1 = bench_now();
         if ((st = frcnn_conv2d_backward(ctx, &p, x, w, dy, dx, dw, db, ws, ws_bytes)) != FRCNN_OK)
             die(ctx, st, "backward");
-        double t2 = now();
+        double t2 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, ga, k, gb, n, 0.0f, gc, n);
-        double t3 = now();
+        double t3 = bench_now();
         /* the backward GEMMs: dW (m x k) += dY (m x n) col^T, and dcol (k x n) = W^T dY */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, gc, n, gb, n, 1.0f, ga, k);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, ga, k, gc, n, 0.0f, gb, n);
-        double t4 = now();
+        double t4 = bench_now();
         tf[r] = t1 - t0;
         tb[r] = t2 - t1;
         gf[r] = t3 - t2;
         gbw[r] = t4 - t3;
     }
     double flop = 2.0 * m * (double)k * n;
-    double f = median(tf, reps), bw = median(tb, reps), g = median(gf, reps), gbm = median(gbw, reps);
+    double f = bench_median(tf, reps), bw = bench_median(tb, reps), g = bench_median(gf, reps), gbm = bench_median(gbw, reps);
     printf("%-8s %-8s %5d %5d %4dx%-4d %8.1f %7.1f %7.1f %6.2f %8.1f %7.1f %7.1f %6.2f %8.1f\n", net, l->name,
            l->cin, l->cout, l->h, l->w, 1e3 * f, flop / f * 1e-9, flop / g * 1e-9, g / f, 1e3 * bw,
            2 * flop / bw * 1e-9, 2 * flop / gbm * 1e-9, gbm / bw, (double)ws_bytes / (1 << 20));

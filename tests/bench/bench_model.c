@@ -5,6 +5,8 @@
  * `name<TAB>value<TAB>unit` lines to argv[1] (default build/bench.tsv). */
 #include "frcnn.h"
 
+#include "bench_util.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,25 +15,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void check(frcnn_ctx *ctx, frcnn_status st, const char *what)
 {
@@ -77,9 +60,9 @@ static double forward_gflop(frcnn_model *m, int h, int w, int rois)
 static double sgemm_gflops(float *a, float *b, float *c)
 {
     const int n = 2048;
-    double t0 = now();
+    double t0 = bench_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    return 2.0 * n * (double)n * n / (now() - t0) * 1e-9;
+    return 2.0 * n * (double)n * n / (bench_now() - t0) * 1e-9;
 }
 
 /* Runs in a child: one preset, prints its row, appends its TSV lines. */
@@ -115,11 +98,11 @@ static void bench_preset(const char *name, frcnn_config cfg, int h, int w, int r
     size_t n;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         frcnn_model_zero_grad(m);
-        double t0 = now();
+        double t0 = bench_now();
         check(ctx, frcnn_model_train_step(m, &in, gt, labels, 3, &rng, &l), "train step");
-        double t1 = now();
+        double t1 = bench_now();
         check(ctx, frcnn_model_detect(m, &in, dets, 100, &n), "detect");
-        double t2 = now();
+        double t2 = bench_now();
         double g = sgemm_gflops(ga, gb, gc);
         if (r >= 0) {
             ts[r] = t1 - t0;
@@ -127,7 +110,7 @@ static void bench_preset(const char *name, frcnn_config cfg, int h, int w, int r
             tg[r] = g;
         }
     }
-    double step = median(ts, reps), det = median(td, reps), gflops = median(tg, reps);
+    double step = bench_median(ts, reps), det = bench_median(td, reps), gflops = bench_median(tg, reps);
     free(ga);
     free(gb);
     free(gc);

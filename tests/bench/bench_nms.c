@@ -4,6 +4,8 @@
  * (default build/bench.tsv). */
 #include "frcnn.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +16,6 @@
 #define IOU 0.7f
 #define REPS 21
 #define REF_REPS 5
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void die(frcnn_ctx *ctx, frcnn_status st, const char *what)
 {
@@ -137,15 +120,15 @@ int main(int argc, char **argv)
     double t[REPS], tr[REF_REPS];
     size_t n_keep = 0, n_ref = 0;
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if ((st = frcnn_nms(ctx, arena, boxes, scores, N_BOXES, IOU, MAX_KEEP, keep, &n_keep)) != FRCNN_OK)
             die(ctx, st, "nms");
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
     for (int r = 0; r < REF_REPS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         n_ref = nms_ref(boxes, scores, N_BOXES, IOU, MAX_KEEP, order, dead, ref_keep);
-        tr[r] = now() - t0;
+        tr[r] = bench_now() - t0;
     }
     if (n_keep != n_ref || memcmp(keep, ref_keep, n_keep * sizeof *keep) != 0) {
         fprintf(stderr, "bench_nms: kept sets differ (%zu vs %zu boxes)\n", n_keep, n_ref);
@@ -155,10 +138,10 @@ int main(int argc, char **argv)
     double tu[REPS];
     size_t n_all = 0;
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if ((st = frcnn_nms(ctx, arena, boxes, scores, N_BOXES, IOU, 0, keep, &n_all)) != FRCNN_OK)
             die(ctx, st, "nms");
-        tu[r] = now() - t0;
+        tu[r] = bench_now() - t0;
     }
 
     /* IoU matrix: 20000 anchors x 20 GT boxes. */
@@ -169,14 +152,14 @@ int main(int argc, char **argv)
     random_boxes(&rng, gt, NG);
     double ti[REPS];
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if ((st = frcnn_box_iou(ctx, anchors, NA, gt, NG, iou)) != FRCNN_OK)
             die(ctx, st, "box_iou");
-        ti[r] = now() - t0;
+        ti[r] = bench_now() - t0;
     }
 
-    double ms = 1e3 * median(t, REPS), ref_ms = 1e3 * median(tr, REF_REPS), all_ms = 1e3 * median(tu, REPS);
-    double iou_ms = 1e3 * median(ti, REPS);
+    double ms = 1e3 * bench_median(t, REPS), ref_ms = 1e3 * bench_median(tr, REF_REPS), all_ms = 1e3 * bench_median(tu, REPS);
+    double iou_ms = 1e3 * bench_median(ti, REPS);
     printf("NMS over %d proposal-like boxes (600x1000 image, sides 16..400), IoU %.1f, %d threads, median\n",
            N_BOXES, (double)IOU, frcnn_ctx_threads(ctx));
     printf("%-34s %10s %8s\n", "case", "ms", "kept");
