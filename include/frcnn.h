@@ -595,6 +595,48 @@ typedef struct frcnn_detection {
 FRCNN_API frcnn_status frcnn_model_detect(frcnn_model *model, const frcnn_input *input, frcnn_detection *dets,
                                           size_t capacity, size_t *n);
 
+/* Stage by stage: what frcnn_model_train_step and frcnn_model_detect do, for a trainer of your own (custom losses,
+ * targets or sampling). Call frcnn_model_stage_begin, then the forward stages in order (backbone, then RPN and/or
+ * head), then, in training, the backward stages in reverse order (head and/or RPN, then backbone). Out-of-order
+ * calls return FRCNN_ERR_STATE. Returned tensors and pointers live in the model's step buffers: they are valid
+ * until the next stage_begin, train_step or detect on the model, and must not be written. */
+
+/* Starts a step on an input (validated as in frcnn_model_train_step). train: keep what backward needs, and make
+ * the head apply dropout. */
+FRCNN_API frcnn_status frcnn_model_stage_begin(frcnn_model *model, const frcnn_input *input, bool train);
+/* feature (1, C, ceil(h/16), ceil(w/16)): the backbone's output. */
+FRCNN_API frcnn_status frcnn_model_backbone_forward(frcnn_model *model, const frcnn_tensor **feature);
+
+typedef struct frcnn_rpn_outputs {
+    const frcnn_tensor *logits; /* (n, 2): background, foreground score per anchor, before softmax */
+    const frcnn_tensor *deltas; /* (n, 4): box deltas per anchor (unnormalised) */
+    const float *anchors;       /* (n, 4): the anchors, in the same (y, x, anchor) order */
+    size_t n;
+    int feat_h, feat_w;
+} frcnn_rpn_outputs;
+
+FRCNN_API frcnn_status frcnn_model_rpn_forward(frcnn_model *model, frcnn_rpn_outputs *out);
+
+typedef struct frcnn_head_outputs {
+    const frcnn_tensor *cls; /* (r, num_classes): class scores before softmax */
+    const frcnn_tensor *box; /* (r, 4 num_classes): class-specific deltas, normalised by roi_targets.stds */
+    size_t r;
+} frcnn_head_outputs;
+
+/* The RoI head on rois (r, 4) in input-image pixels; r may be up to roi_targets.batch_size in training and
+ * test_proposals.post_nms_top_n otherwise. In training, dropout draws from rng (fc6 then fc7). */
+FRCNN_API frcnn_status frcnn_model_head_forward(frcnn_model *model, const float *rois, size_t r, frcnn_rng *rng,
+                                                frcnn_head_outputs *out);
+/* Training only. Add the gradients of your losses with respect to the head's outputs (shapes as returned) into
+ * the parameter gradients and the feature map's gradient. */
+FRCNN_API frcnn_status frcnn_model_head_backward(frcnn_model *model, const frcnn_tensor *d_cls,
+                                                 const frcnn_tensor *d_box);
+/* Training only. The same for the RPN's outputs: d_logits (n, 2), d_deltas (n, 4). */
+FRCNN_API frcnn_status frcnn_model_rpn_backward(frcnn_model *model, const frcnn_tensor *d_logits,
+                                                const frcnn_tensor *d_deltas);
+/* Training only, after the head and/or RPN backward: the backbone's gradients from the feature map's. */
+FRCNN_API frcnn_status frcnn_model_backbone_backward(frcnn_model *model);
+
 #ifdef __cplusplus
 }
 #endif

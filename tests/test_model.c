@@ -414,12 +414,96 @@ static void test_same_seed_same_bits(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* The stage API: out-of-order calls are refused, and gradients of a loss of one's own reach the parameters: for
+ * L = sum(cls * R) + sum(rpn_logits * Q) the bias gradients are exactly the column sums of R and, per anchor
+ * channel, of Q. */
+static void test_stage_api(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    frcnn_model *m = make_model(ctx, &c, 5);
+    const float box[4] = {10, 10, 60, 60};
+    const int32_t label[1] = {1};
+    scene s;
+    make_scene(ctx, &s, 8, box, label, 1);
+    frcnn_input in = {s.image, 1.0f};
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 3);
+    const frcnn_tensor *feature;
+    frcnn_rpn_outputs rpn;
+    frcnn_head_outputs head;
+
+    tu_expect_error(ctx, frcnn_model_rpn_forward(m, &rpn), FRCNN_ERR_STATE);
+    assert_int_equal(frcnn_model_stage_begin(m, &in, true), FRCNN_OK);
+    tu_expect_error(ctx, frcnn_model_rpn_forward(m, &rpn), FRCNN_ERR_STATE);
+    tu_expect_error(ctx, frcnn_model_backbone_backward(m), FRCNN_ERR_STATE);
+    assert_int_equal(frcnn_model_backbone_forward(m, &feature), FRCNN_OK);
+    assert_int_equal(frcnn_tensor_dim(feature, 2), IMG_H / 16);
+    assert_int_equal(frcnn_model_rpn_forward(m, &rpn), FRCNN_OK);
+    assert_int_equal(rpn.n, (size_t)(IMG_H / 16) * (IMG_W / 16) * 9);
+    tu_expect_error(ctx, frcnn_model_head_backward(m, rpn.logits, rpn.deltas), FRCNN_ERR_STATE);
+    const float rois[8] = {5, 5, 70, 70, 40, 30, 120, 100};
+    float too_many[4 * 65];
+    for (int i = 0; i < 65; i++)
+        memcpy(&too_many[4 * i], rois, 4 * sizeof(float));
+    tu_expect_error(ctx, frcnn_model_head_forward(m, too_many, 65, &rng, &head), FRCNN_ERR_SHAPE);
+    assert_int_equal(frcnn_model_head_forward(m, rois, 2, &rng, &head), FRCNN_OK);
+    assert_int_equal(head.r, 2);
+    assert_int_equal(frcnn_tensor_dim(head.cls, 1), 4);
+    assert_int_equal(frcnn_tensor_dim(head.box, 1), 16);
+
+    frcnn_tensor *r = tu_tensor(ctx, 2, 2, 4, 0, 0), *zb = tu_tensor(ctx, 2, 2, 16, 0, 0);
+    frcnn_tensor *q = tu_tensor(ctx, 2, (int64_t)rpn.n, 2, 0, 0), *zd = tu_tensor(ctx, 2, (int64_t)rpn.n, 4, 0, 0);
+    tu_fill_uniform(frcnn_tensor_data(r), 8, 1, -1.0f, 1.0f);
+    tu_fill_uniform(frcnn_tensor_data(q), 2 * rpn.n, 2, -1.0f, 1.0f);
+    frcnn_model_zero_grad(m);
+    frcnn_tensor *wrong = tu_tensor(ctx, 2, 3, 4, 0, 0);
+    tu_expect_error(ctx, frcnn_model_head_backward(m, wrong, zb), FRCNN_ERR_SHAPE);
+    assert_int_equal(frcnn_model_head_backward(m, r, zb), FRCNN_OK);
+    assert_int_equal(frcnn_model_rpn_backward(m, q, zd), FRCNN_OK);
+    tu_expect_error(ctx, frcnn_model_head_backward(m, r, zb), FRCNN_ERR_STATE);
+    assert_int_equal(frcnn_model_backbone_backward(m), FRCNN_OK);
+
+    frcnn_param p;
+    assert_int_equal(frcnn_model_find_param(m, "roi_heads.box_predictor.cls_score.bias", &p), FRCNN_OK);
+    float want[4];
+    for (int k = 0; k < 4; k++)
+        want[k] = frcnn_tensor_data(r)[k] + frcnn_tensor_data(r)[4 + k];
+    tu_assert_close("cls_score.bias gradient", frcnn_tensor_data(p.grad), want, 4, 1e-6, 1e-6);
+    /* logits row i = anchor (position i / 9, anchor i % 9): column 0 feeds channel a, column 1 channel 9 + a */
+    assert_int_equal(frcnn_model_find_param(m, "rpn.head.cls_logits.bias", &p), FRCNN_OK);
+    double sums[18] = {0};
+    for (size_t i = 0; i < rpn.n; i++) {
+        sums[i % 9] += frcnn_tensor_data(q)[2 * i];
+        sums[9 + i % 9] += frcnn_tensor_data(q)[2 * i + 1];
+    }
+    float want18[18];
+    for (int k = 0; k < 18; k++)
+        want18[k] = (float)sums[k];
+    tu_assert_close("cls_logits.bias gradient", frcnn_tensor_data(p.grad), want18, 18, 1e-5, 1e-5);
+    /* the backbone received gradients too */
+    assert_int_equal(frcnn_model_find_param(m, "backbone.features.0.weight", &p), FRCNN_OK);
+    double norm = 0;
+    for (size_t i = 0; i < frcnn_tensor_numel(p.grad); i++)
+        norm += fabs((double)frcnn_tensor_data(p.grad)[i]);
+    assert_true(norm > 0);
+    tu_expect_error(ctx, frcnn_model_backbone_backward(m), FRCNN_ERR_STATE);
+
+    frcnn_tensor *all[] = {r, zb, q, zd, wrong, s.image};
+    for (size_t i = 0; i < 6; i++)
+        frcnn_tensor_free(all[i]);
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets_and_params),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_head_gradients),
+        cmocka_unit_test(test_stage_api),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_overfit_detects_every_object),
     };

@@ -48,41 +48,24 @@ frcnn_status frcnn_model_detect(frcnn_model *m, const frcnn_input *in, frcnn_det
     if (!n_out || (!dets && capacity > 0))
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "detect: %s is NULL", n_out ? "dets" : "n");
     *n_out = 0;
-    if (!in || !in->image || in->image->ndim != 4 || in->image->dims[0] != 1 || in->image->dims[1] != 3)
-        return frcnn__error(ctx, FRCNN_ERR_SHAPE, "detect: the input image must be a (1, 3, h, w) tensor");
-    if (!isfinite(in->scale) || in->scale <= 0)
-        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "detect: input scale %g, expected finite and > 0",
-                            (double)in->scale);
-    for (size_t i = 0; i < in->image->numel; i++)
-        if (!isfinite(in->image->data[i]))
-            return frcnn__error(ctx, FRCNN_ERR_NOT_FINITE, "detect: non-finite pixel at element %zu", i);
-    int h = (int)in->image->dims[2], w = (int)in->image->dims[3];
-    frcnn_status st = frcnn__acts_layout(m, h, w, false);
+    frcnn_status st = frcnn_model_stage_begin(m, in, false);
     if (st != FRCNN_OK)
         return st;
+    int h = (int)in->image->dims[2], w = (int)in->image->dims[3];
     frcnn__acts *a = &m->a;
     const frcnn_config *c = &m->cfg;
-    frcnn_tensor *feature;
-    if ((st = frcnn__backbone_forward(m, in->image, false, &feature)) != FRCNN_OK)
-        return st;
-    if ((st = frcnn__rpn_forward(m, feature)) != FRCNN_OK)
+    const frcnn_tensor *feature;
+    frcnn_rpn_outputs rpn;
+    if ((st = frcnn_model_backbone_forward(m, &feature)) != FRCNN_OK || (st = frcnn_model_rpn_forward(m, &rpn)) != FRCNN_OK)
         return st;
     frcnn__rpn_fg_scores(m);
-    st = frcnn_anchors_grid(ctx, m->base_anchors, (size_t)m->num_anchors, a->fh, a->fw, c->feat_stride, a->anchors);
     size_t n_rois = 0;
-    if (st == FRCNN_OK)
-        st = frcnn_proposals(ctx, m->scratch, &c->test_proposals, a->anchors, a->rpn_deltas.data, a->fg_scores,
-                             a->anchors_n, (float)h, (float)w, in->scale, a->proposals, a->proposal_scores, &n_rois);
+    st = frcnn_proposals(ctx, m->scratch, &c->test_proposals, rpn.anchors, rpn.deltas->data, a->fg_scores, rpn.n,
+                         (float)h, (float)w, in->scale, a->proposals, a->proposal_scores, &n_rois);
     if (st != FRCNN_OK || n_rois == 0)
         return st;
-    frcnn__view *views[] = {&a->rois, &a->pool5, &a->fc6, &a->fc7, &a->cls, &a->cls_prob, &a->box};
-    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
-        frcnn__view_rows(views[i], (int64_t)n_rois);
-    for (size_t r = 0; r < n_rois; r++) {
-        a->rois.data[5 * r] = 0.0f;
-        memcpy(&a->rois.data[5 * r + 1], &a->proposals[4 * r], 4 * sizeof(float));
-    }
-    if ((st = frcnn__head_forward(m, feature, false, NULL)) != FRCNN_OK)
+    frcnn_head_outputs head;
+    if ((st = frcnn_model_head_forward(m, a->proposals, n_rois, NULL, &head)) != FRCNN_OK)
         return st;
     softmax_rows(&a->cls, &a->cls_prob);
 

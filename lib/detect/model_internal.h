@@ -60,6 +60,17 @@ typedef struct frcnn__acts {
     frcnn__view box, d_box;                 /* (n_rois, 4K) */
 } frcnn__acts;
 
+/* Where a stage-by-stage step stands (frcnn_model_stage_begin and the stage calls). */
+typedef struct frcnn__stage {
+    bool begun, train;
+    const frcnn_tensor *image;
+    frcnn_tensor *feature;     /* set by the backbone forward */
+    bool rpn_done, head_done;  /* forward stages run */
+    bool d_feature_started;    /* the feature map's gradient was zeroed and has received a backward */
+    bool head_back, rpn_back;  /* backward stages run */
+    size_t n_rois;
+} frcnn__stage;
+
 struct frcnn_model {
     frcnn_ctx *ctx;
     frcnn_config cfg;
@@ -78,6 +89,7 @@ struct frcnn_model {
     void *conv_ws;
     size_t conv_ws_bytes;
     frcnn__acts a;
+    frcnn__stage stage;
 };
 
 frcnn_tensor *frcnn__param_value(const frcnn_model *m, int index);
@@ -96,13 +108,15 @@ frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
 frcnn_status frcnn__rpn_forward(frcnn_model *m, const frcnn_tensor *feature);
 /* Foreground probability per anchor from rpn_logits into fg_scores (no loss). */
 void frcnn__rpn_fg_scores(frcnn_model *m);
-/* Backward of the RPN head from d_rpn_logits / d_rpn_deltas into d_feature (added). */
-frcnn_status frcnn__rpn_backward(frcnn_model *m, const frcnn_tensor *feature, frcnn_tensor *d_feature);
+/* Backward of the RPN head from d_logits (n, 2) / d_deltas (n, 4) in anchor order into d_feature (added). */
+frcnn_status frcnn__rpn_backward(frcnn_model *m, const frcnn_tensor *feature, const float *d_logits,
+                                 const float *d_deltas, frcnn_tensor *d_feature);
 
 /* Head forward on acts->rois: pool5, fc6, fc7 (+ dropout in training), cls, box. */
 frcnn_status frcnn__head_forward(frcnn_model *m, const frcnn_tensor *feature, bool train, frcnn_rng *rng);
-/* Head backward from d_cls / d_box into d_feature (added). */
-frcnn_status frcnn__head_backward(frcnn_model *m, frcnn_tensor *d_feature);
+/* Head backward from d_cls (r, K) / d_box (r, 4K) into d_feature (added). */
+frcnn_status frcnn__head_backward(frcnn_model *m, const frcnn_tensor *d_cls, const frcnn_tensor *d_box,
+                                  frcnn_tensor *d_feature);
 
 /* Changes a view's first dimension (the number of RoIs of this step); the memory was planned for the most. */
 void frcnn__view_rows(frcnn__view *v, int64_t rows);

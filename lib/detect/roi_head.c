@@ -64,16 +64,17 @@ static frcnn_status fc_backward(frcnn_model *m, const frcnn_tensor *x, int weigh
     return st;
 }
 
-frcnn_status frcnn__head_backward(frcnn_model *m, frcnn_tensor *d_feature)
+frcnn_status frcnn__head_backward(frcnn_model *m, const frcnn_tensor *d_cls, const frcnn_tensor *d_box,
+                                  frcnn_tensor *d_feature)
 {
     frcnn__acts *a = &m->a;
     const frcnn__heads *h = &m->heads;
     frcnn_tensor_zero(&a->d_fc7);
-    frcnn_status st = frcnn_linear_backward(m->ctx, &a->fc7, frcnn__param_value(m, h->cls_score), &a->d_cls,
+    frcnn_status st = frcnn_linear_backward(m->ctx, &a->fc7, frcnn__param_value(m, h->cls_score), d_cls,
                                             &a->d_fc7, frcnn__param_grad(m, h->cls_score),
                                             frcnn__param_grad(m, h->cls_score + 1));
     if (st == FRCNN_OK)
-        st = frcnn_linear_backward(m->ctx, &a->fc7, frcnn__param_value(m, h->bbox_pred), &a->d_box, &a->d_fc7,
+        st = frcnn_linear_backward(m->ctx, &a->fc7, frcnn__param_value(m, h->bbox_pred), d_box, &a->d_fc7,
                                    frcnn__param_grad(m, h->bbox_pred), frcnn__param_grad(m, h->bbox_pred + 1));
     if (st == FRCNN_OK)
         st = fc_backward(m, &a->fc6, h->fc7, &a->fc7, &a->d_fc7, &a->mask7, &a->d_fc6);

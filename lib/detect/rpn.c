@@ -47,13 +47,13 @@ void frcnn__rpn_fg_scores(frcnn_model *m)
         m->a.fg_scores[i] = (float)(1.0 / (1.0 + exp((double)logits[2 * i] - (double)logits[2 * i + 1])));
 }
 
-frcnn_status frcnn__rpn_backward(frcnn_model *m, const frcnn_tensor *feature, frcnn_tensor *d_feature)
+frcnn_status frcnn__rpn_backward(frcnn_model *m, const frcnn_tensor *feature, const float *dl, const float *dd,
+                                 frcnn_tensor *d_feature)
 {
     frcnn_ctx *ctx = m->ctx;
     frcnn__acts *a = &m->a;
     const frcnn__heads *h = &m->heads;
     size_t plane = (size_t)a->fh * (size_t)a->fw, na = (size_t)m->num_anchors;
-    const float *dl = a->d_rpn_logits.data, *dd = a->d_rpn_deltas.data;
     for (size_t p = 0; p < plane; p++)
         for (size_t k = 0; k < na; k++) {
             size_t i = p * na + k;
