@@ -637,6 +637,130 @@ FRCNN_API frcnn_status frcnn_model_rpn_backward(frcnn_model *model, const frcnn_
 /* Training only, after the head and/or RPN backward: the backbone's gradients from the feature map's. */
 FRCNN_API frcnn_status frcnn_model_backbone_backward(frcnn_model *model);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Optimizers (lib/train/optim.c). An optimizer holds one state buffer set per trainable model parameter and
+ * updates the parameters from their gradients. The paper's solver: SGD, momentum 0.9, weight decay 0.0005,
+ * biases at 2x the learning rate and without decay, frozen layers untouched.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum frcnn_optim_kind {
+    FRCNN_OPTIM_SGD = 0,  /* v = momentum v + (g + wd w);  w -= lr v   (Caffe's form, lr outside the history) */
+    FRCNN_OPTIM_ADAM = 1, /* L2 decay added to the gradient, bias-corrected moments */
+    FRCNN_OPTIM_ADAMW = 2 /* decoupled decay: w -= lr wd w, then the Adam step */
+} frcnn_optim_kind;
+
+FRCNN_API const char *frcnn_optim_kind_name(frcnn_optim_kind kind);
+
+typedef struct frcnn_optim_params {
+    frcnn_optim_kind kind;
+    float momentum;        /* SGD (0.9) */
+    float weight_decay;    /* (0.0005) */
+    float bias_lr_mult;    /* learning-rate multiplier of biases (2) */
+    float bias_decay_mult; /* weight-decay multiplier of biases (0) */
+    float beta1, beta2, eps; /* Adam (0.9, 0.999, 1e-8) */
+    float clip_norm;       /* > 0: scale the gradients so their global L2 norm is at most this; 0: off */
+    int accumulate;        /* images whose gradients are summed per step (py-faster-rcnn iter_size); the sum is
+                              divided by this before the update (1) */
+} frcnn_optim_params;
+
+/* The paper's SGD, and Adam with the same decay and bias settings. */
+FRCNN_API frcnn_optim_params frcnn_optim_params_sgd(void);
+FRCNN_API frcnn_optim_params frcnn_optim_params_adam(void);
+
+typedef struct frcnn_optim frcnn_optim;
+
+/* An optimizer for the model's trainable parameters, state zeroed. The model must outlive it. */
+FRCNN_API frcnn_status frcnn_optim_create(frcnn_ctx *ctx, const frcnn_optim_params *params, frcnn_model *model,
+                                          frcnn_optim **out);
+FRCNN_API void frcnn_optim_free(frcnn_optim *optim);
+FRCNN_API const frcnn_optim_params *frcnn_optim_get_params(const frcnn_optim *optim);
+
+/* One update with learning rate lr (the schedule's value for this step). Checks every gradient first: a NaN or
+ * infinity returns FRCNN_ERR_NOT_FINITE naming the parameter, and nothing changes. Then divides by accumulate,
+ * clips, updates the parameters and the state, and counts the step. Does not zero the gradients. */
+FRCNN_API frcnn_status frcnn_optim_step(frcnn_optim *optim, float lr);
+/* Updates taken so far (Adam's bias correction uses it). */
+FRCNN_API uint64_t frcnn_optim_steps(const frcnn_optim *optim);
+
+/* The state, for checkpoints: buffers by name ("<param>.momentum", "<param>.adam_m", "<param>.adam_v"), and the
+ * step count. Pointers live as long as the optimizer. */
+FRCNN_API size_t frcnn_optim_state_count(const frcnn_optim *optim);
+FRCNN_API frcnn_status frcnn_optim_state(const frcnn_optim *optim, size_t i, const char **name,
+                                         frcnn_tensor **buffer);
+FRCNN_API void frcnn_optim_set_steps(frcnn_optim *optim, uint64_t steps);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Learning-rate schedules (lib/train/lr_schedule.c): the rate at an iteration is a pure function of the schedule
+ * and the iteration, so a resumed run needs nothing but the iteration number.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum frcnn_lr_kind {
+    FRCNN_LR_CONSTANT = 0,
+    FRCNN_LR_STEP = 1,   /* base_lr * gamma^(number of milestones <= iter) */
+    FRCNN_LR_COSINE = 2  /* min_lr + (base_lr - min_lr) (1 + cos(pi iter / total_iters)) / 2, min_lr after */
+} frcnn_lr_kind;
+
+#define FRCNN_MAX_LR_MILESTONES 8
+
+typedef struct frcnn_lr_schedule {
+    frcnn_lr_kind kind;
+    float base_lr;
+    float gamma;                                   /* STEP */
+    int n_milestones;                              /* STEP: ascending iterations */
+    int64_t milestones[FRCNN_MAX_LR_MILESTONES];
+    int64_t total_iters;                           /* COSINE */
+    float min_lr;                                  /* COSINE */
+    int64_t warmup_iters;                          /* linear warm-up from warmup_factor * rate to rate; 0: none */
+    float warmup_factor;
+} frcnn_lr_schedule;
+
+/* The paper's: 0.001, x0.1 at 50000 (70000 iterations in all), no warm-up. */
+FRCNN_API frcnn_lr_schedule frcnn_lr_schedule_paper(void);
+FRCNN_API frcnn_status frcnn_lr_schedule_validate(frcnn_ctx *ctx, const frcnn_lr_schedule *schedule);
+/* The rate for iteration iter (0-based). The schedule must be valid. */
+FRCNN_API float frcnn_lr_at(const frcnn_lr_schedule *schedule, int64_t iter);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The sampler (lib/train/sampler.c): the order of training images, one per step. Epoch e's order is a pure
+ * function of (seed, e), so its state is just (epoch, cursor) and it resumes anywhere, any number of times.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct frcnn_sampler_params {
+    uint64_t seed;
+    uint32_t n_images;
+    bool flip;              /* the epoch holds every image twice, plain and horizontally flipped (the paper) */
+    bool group_by_aspect;   /* consecutive pairs share orientation (landscape: w >= h), for accumulate = 2 */
+    const float *aspect;    /* width / height per image; needed when group_by_aspect, copied at create */
+} frcnn_sampler_params;
+
+FRCNN_API frcnn_sampler_params frcnn_sampler_params_default(void);
+
+typedef struct frcnn_sampler frcnn_sampler;
+
+typedef struct frcnn_sample {
+    uint32_t image;  /* index into the dataset */
+    bool flip;
+    uint64_t epoch;  /* of this sample */
+    uint64_t index;  /* its position within the epoch */
+} frcnn_sample;
+
+typedef struct frcnn_sampler_state {
+    uint64_t epoch;
+    uint64_t cursor; /* samples of this epoch already handed out, in [0, epoch length) */
+} frcnn_sampler_state;
+
+FRCNN_API frcnn_status frcnn_sampler_create(frcnn_ctx *ctx, const frcnn_sampler_params *params,
+                                            frcnn_sampler **out);
+FRCNN_API void frcnn_sampler_free(frcnn_sampler *sampler);
+/* Samples per epoch: n_images, or 2 n_images with flips. */
+FRCNN_API uint64_t frcnn_sampler_epoch_length(const frcnn_sampler *sampler);
+/* The next sample; moves to the next epoch (and computes its order) after the last of one. */
+FRCNN_API frcnn_status frcnn_sampler_next(frcnn_sampler *sampler, frcnn_sample *out);
+FRCNN_API frcnn_sampler_state frcnn_sampler_get_state(const frcnn_sampler *sampler);
+/* Continues from a saved state: the next sample is the one the saved sampler would have given. A cursor outside
+ * the epoch is FRCNN_ERR_INVALID_ARG. */
+FRCNN_API frcnn_status frcnn_sampler_set_state(frcnn_sampler *sampler, frcnn_sampler_state state);
+
 #ifdef __cplusplus
 }
 #endif
