@@ -644,7 +644,7 @@ FRCNN_API frcnn_status frcnn_model_backbone_backward(frcnn_model *model);
  * ------------------------------------------------------------------------------------------------------------- */
 
 typedef enum frcnn_optim_kind {
-    FRCNN_OPTIM_SGD = 0,  /* v = momentum v + (g + wd w);  w -= lr v   (Caffe's form, lr outside the history) */
+    FRCNN_OPTIM_SGD = 0,  /* v = momentum v + lr (g + wd w);  w -= v   (Caffe's form, lr inside the history) */
     FRCNN_OPTIM_ADAM = 1, /* L2 decay added to the gradient, bias-corrected moments */
     FRCNN_OPTIM_ADAMW = 2 /* decoupled decay: w -= lr wd w, then the Adam step */
 } frcnn_optim_kind;
@@ -658,7 +658,8 @@ typedef struct frcnn_optim_params {
     float bias_lr_mult;    /* learning-rate multiplier of biases (2) */
     float bias_decay_mult; /* weight-decay multiplier of biases (0) */
     float beta1, beta2, eps; /* Adam (0.9, 0.999, 1e-8) */
-    float clip_norm;       /* > 0: scale the gradients so their global L2 norm is at most this; 0: off */
+    float clip_norm;       /* > 0: scale the gradients (after the division by accumulate) so their global L2
+                              norm is at most this; 0: off */
     int accumulate;        /* images whose gradients are summed per step (py-faster-rcnn iter_size); the sum is
                               divided by this before the update (1) */
 } frcnn_optim_params;
@@ -733,6 +734,7 @@ typedef struct frcnn_sampler_params {
     const float *aspect;    /* width / height per image; needed when group_by_aspect, copied at create */
 } frcnn_sampler_params;
 
+/* seed 0, n_images 0 (set it: 0 is refused), flip true (the paper), no aspect grouping. */
 FRCNN_API frcnn_sampler_params frcnn_sampler_params_default(void);
 
 typedef struct frcnn_sampler frcnn_sampler;
