@@ -763,6 +763,96 @@ FRCNN_API frcnn_sampler_state frcnn_sampler_get_state(const frcnn_sampler *sampl
  * the epoch is FRCNN_ERR_INVALID_ARG. */
 FRCNN_API frcnn_status frcnn_sampler_set_state(frcnn_sampler *sampler, frcnn_sampler_state state);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Checkpoints (lib/train/ckpt.c; byte format in docs/checkpoint-format.md). A training checkpoint holds everything
+ * a run needs to continue exactly: library version, model configuration, class names, parameters, optimizer kind,
+ * hyper-parameters and state, schedule and iteration, sampler state, every RNG state, and a fingerprint of the
+ * dataset. Saving is atomic: NAME.tmp in the directory, fsync, rename, fsync of the directory.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* The pieces of a run. Pointers may be NULL for pieces the run does not have; load restores exactly the pieces
+ * given, and refuses a file that lacks one of them. */
+typedef struct frcnn_train_state {
+    frcnn_model *model;               /* required */
+    frcnn_optim *optim;
+    frcnn_sampler *sampler;
+    const frcnn_lr_schedule *schedule; /* saved; on load compared with the caller's, which wins only with force */
+    uint64_t iteration;               /* optimizer steps completed */
+    frcnn_rng *rngs;                  /* every random stream of the run, in a fixed order */
+    size_t n_rngs;
+    uint64_t dataset_fingerprint;     /* frcnn_fingerprint of the image list; 0: none */
+    const char *const *class_names;   /* num_classes names (index 0: background) or NULL */
+} frcnn_train_state;
+
+/* A 64-bit fingerprint (FNV-1a) of bytes, chained through `seed` (0 to start). */
+FRCNN_API uint64_t frcnn_fingerprint(const void *data, size_t len, uint64_t seed);
+
+/* Saves the state as dir/name (name without '/'). Checks free space first (FRCNN_ERR_NO_SPACE); on any failure
+ * nothing exists under the final name and earlier files are untouched. Streams tensors: memory use does not
+ * grow with the model. */
+FRCNN_API frcnn_status frcnn_ckpt_save(frcnn_ctx *ctx, const char *dir, const char *name,
+                                       const frcnn_train_state *state);
+
+/* Restores a training checkpoint into state's pieces so that the next step is the one the saved run would have
+ * taken: parameters, optimizer state and step count, sampler state, RNG states, iteration. Strict: a different
+ * configuration, a missing, extra or differently shaped tensor, a different optimizer kind or hyper-parameter,
+ * sampler setup or RNG count is an error naming the field or tensor (FRCNN_ERR_MISMATCH); so is a different
+ * dataset fingerprint or schedule unless force is true. The whole file is verified before anything is written;
+ * should reading still fail (an I/O error), the pieces are left partly loaded and must not be used. */
+FRCNN_API frcnn_status frcnn_ckpt_load(frcnn_ctx *ctx, const char *path, frcnn_train_state *state, bool force);
+
+/* The model configuration stored in a checkpoint, to create a model to load into. */
+FRCNN_API frcnn_status frcnn_ckpt_read_config(frcnn_ctx *ctx, const char *path, frcnn_config *config);
+
+typedef struct frcnn_weights_report {
+    size_t loaded;      /* parameters copied */
+    size_t missing;     /* model parameters not in the file (left as they were) */
+    size_t unexpected;  /* file tensors the model does not have (ignored) */
+    size_t mismatched;  /* same name, different shape (left as they were) */
+    char first_problem[256]; /* the first missing / unexpected / mismatched name, or "" */
+} frcnn_weights_report;
+
+/* Weights only, to initialise a new run or for inference: copies every parameter whose name and shape match,
+ * never touches counters, optimizer or sampler, and reports what did not match. Returns FRCNN_ERR_MISMATCH when
+ * nothing at all matched. report may be NULL. */
+FRCNN_API frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_model *model,
+                                               frcnn_weights_report *report);
+
+/* Checkpoint directories. Files are named "<prefix>-<iteration, 12 digits>.ckpt"; higher iteration = newer. */
+
+/* Writes the file name for an iteration into buf (cap bytes), e.g. "frcnn-000000010000.ckpt". */
+FRCNN_API frcnn_status frcnn_ckpt_name(frcnn_ctx *ctx, const char *prefix, uint64_t iteration, char *buf,
+                                       size_t cap);
+
+/* The newest checkpoint in dir that verifies completely (every checksum, the footer): its path into path (cap
+ * bytes). Newer files that fail to verify are skipped with a warning through the log callback naming the file
+ * and the reason; stale "<prefix>-*.ckpt.tmp" files left by a killed save are removed. No checkpoint at all:
+ * FRCNN_ERR_NOT_FOUND. Checkpoints exist but none verifies: FRCNN_ERR_FORMAT, never a silent fresh start. */
+FRCNN_API frcnn_status frcnn_ckpt_latest(frcnn_ctx *ctx, const char *dir, const char *prefix, char *path,
+                                         size_t cap);
+
+/* Deletes old checkpoints of the prefix: keeps the keep_last newest (at least 1) and every one whose iteration
+ * is a multiple of keep_every (0: none extra). Deletes nothing unless the newest verifies completely, so a
+ * failed or partial save never costs the older ones. *deleted (may be NULL) receives the count removed. */
+FRCNN_API frcnn_status frcnn_ckpt_retain(frcnn_ctx *ctx, const char *dir, const char *prefix, int keep_last,
+                                         uint64_t keep_every, int *deleted);
+
+typedef struct frcnn_ckpt_info {
+    int format_major, format_minor;
+    char library_version[32];
+    uint64_t iteration;
+    uint64_t dataset_fingerprint;
+    frcnn_config config;
+    size_t n_tensors;
+    uint64_t file_bytes;
+    bool has_optimizer, has_sampler;
+    bool verified;   /* every checksum checked and correct */
+} frcnn_ckpt_info;
+
+/* Header, configuration, counters and checksum status of a file, for tools. A file that does not verify still
+ * returns FRCNN_OK with verified false when its header and tables can be read. */
+FRCNN_API frcnn_status frcnn_ckpt_info_read(frcnn_ctx *ctx, const char *path, frcnn_ckpt_info *info);
+
 #ifdef __cplusplus
 }
 #endif

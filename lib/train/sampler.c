@@ -15,7 +15,7 @@
  *     same rng, and concatenated: so samples 2i and 2i+1 share orientation unless a unit of one shifts the
  *     pairing (py-faster-rcnn roi_data_layer/layer.py _shuffle_roidb_inds, ASPECT_GROUPING, here for pairs).
  * docs/determinism.md lists this as part of the determinism contract. */
-#include "internal.h"
+#include "train_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -228,4 +228,13 @@ frcnn_status frcnn_sampler_set_state(frcnn_sampler *sampler, frcnn_sampler_state
         compute_order(sampler, state.epoch);
     sampler->cursor = state.cursor;
     return FRCNN_OK;
+}
+
+void frcnn__sampler_describe(const frcnn_sampler *s, uint64_t *seed, uint32_t *n_images, bool *flip,
+                             bool *group_by_aspect)
+{
+    *seed = s->seed;
+    *n_images = s->n_images;
+    *flip = s->flip;
+    *group_by_aspect = s->group_by_aspect;
 }
