@@ -1,0 +1,375 @@
+/* Training checkpoints: a run interrupted after k steps, saved, rebuilt from scratch (also in a fresh process)
+ * and loaded continues bit for bit as the uninterrupted run, for SGD and Adam with dropout, at the first step,
+ * mid-epoch, at an epoch boundary and through several resumes in one epoch; strict loading refuses what does not
+ * belong; weights-only loading reports. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { IMG_H = 96, IMG_W = 128, N_IMAGES = 3 };
+
+static char tmpdir[64];
+
+static frcnn_config tiny_config(void)
+{
+    frcnn_config c = frcnn_config_small();
+    c.num_classes = 3;
+    c.short_side = IMG_H;
+    c.max_side = IMG_W;
+    c.anchors.scales[0] = 2;
+    c.anchors.scales[1] = 4;
+    c.anchors.scales[2] = 8;
+    c.rpn_channels = 32;
+    c.fc_channels = 64;
+    c.roi_targets.batch_size = 32;
+    c.train_proposals.pre_nms_top_n = 600;
+    c.train_proposals.post_nms_top_n = 100;
+    c.test_proposals.post_nms_top_n = 50;
+    return c; /* dropout stays 0.5: its masks must resume too */
+}
+
+/* The dataset: fixed images and boxes. */
+typedef struct dataset {
+    frcnn_tensor *image[N_IMAGES];
+    float gt[N_IMAGES][8];
+    int32_t labels[N_IMAGES][2];
+} dataset;
+
+static void make_dataset(frcnn_ctx *ctx, dataset *d)
+{
+    for (int i = 0; i < N_IMAGES; i++) {
+        d->image[i] = tu_tensor(ctx, 4, 1, 3, IMG_H, IMG_W);
+        tu_fill_uniform(frcnn_tensor_data(d->image[i]), frcnn_tensor_numel(d->image[i]), 50 + (uint64_t)i, -1.0f,
+                        1.0f);
+        const float g[8] = {5.0f + 3 * i, 8, 50.0f + 3 * i, 60, 60, 30.0f + 2 * i, 120, 90};
+        memcpy(d->gt[i], g, sizeof g);
+        d->labels[i][0] = 1;
+        d->labels[i][1] = 2;
+    }
+}
+
+/* Everything a training run owns. */
+typedef struct run {
+    frcnn_model *model;
+    frcnn_optim *optim;
+    frcnn_sampler *sampler;
+    frcnn_lr_schedule schedule;
+    frcnn_rng rng[2]; /* 0: training (sampling, dropout); 1: an extra stream, advanced every step */
+    frcnn_train_state state;
+} run;
+
+static void run_init(frcnn_ctx *ctx, run *r, frcnn_optim_kind kind, uint64_t seed)
+{
+    memset(r, 0, sizeof *r);
+    frcnn_config c = tiny_config();
+    assert_int_equal(frcnn_model_create(ctx, &c, seed, &r->model), FRCNN_OK);
+    frcnn_optim_params op = kind == FRCNN_OPTIM_SGD ? frcnn_optim_params_sgd() : frcnn_optim_params_adam();
+    assert_int_equal(frcnn_optim_create(ctx, &op, r->model, &r->optim), FRCNN_OK);
+    frcnn_sampler_params sp = frcnn_sampler_params_default();
+    sp.seed = 11;
+    sp.n_images = N_IMAGES;
+    sp.flip = false;
+    assert_int_equal(frcnn_sampler_create(ctx, &sp, &r->sampler), FRCNN_OK);
+    r->schedule = frcnn_lr_schedule_paper();
+    r->schedule.base_lr = kind == FRCNN_OPTIM_SGD ? 0.005f : 0.0005f;
+    r->schedule.milestones[0] = 4; /* the rate changes during the test */
+    frcnn_rng_seed(&r->rng[0], seed + 100);
+    frcnn_rng_seed(&r->rng[1], seed + 200);
+    r->state = (frcnn_train_state){r->model, r->optim, r->sampler, &r->schedule, 0, r->rng, 2, 0x1234, NULL};
+}
+
+static void run_free(run *r)
+{
+    frcnn_sampler_free(r->sampler);
+    frcnn_optim_free(r->optim);
+    frcnn_model_free(r->model);
+}
+
+static void train(frcnn_ctx *ctx, run *r, const dataset *d, int steps)
+{
+    for (int i = 0; i < steps; i++) {
+        frcnn_sample s;
+        assert_int_equal(frcnn_sampler_next(r->sampler, &s), FRCNN_OK);
+        frcnn_input in = {d->image[s.image], 1.0f};
+        frcnn_losses l;
+        frcnn_model_zero_grad(r->model);
+        frcnn_status st = frcnn_model_train_step(r->model, &in, d->gt[s.image], d->labels[s.image], 2, &r->rng[0], &l);
+        if (st != FRCNN_OK)
+            print_error("%s\n", frcnn_ctx_last_error(ctx));
+        assert_int_equal(st, FRCNN_OK);
+        assert_int_equal(frcnn_optim_step(r->optim, frcnn_lr_at(&r->schedule, (int64_t)r->state.iteration)),
+                         FRCNN_OK);
+        frcnn_rng_next_u64(&r->rng[1]);
+        r->state.iteration++;
+    }
+}
+
+static void save(frcnn_ctx *ctx, run *r, const char *name)
+{
+    frcnn_status st = frcnn_ckpt_save(ctx, tmpdir, name, &r->state);
+    if (st != FRCNN_OK)
+        print_error("%s\n", frcnn_ctx_last_error(ctx));
+    assert_int_equal(st, FRCNN_OK);
+}
+
+static void load(frcnn_ctx *ctx, run *r, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    frcnn_status st = frcnn_ckpt_load(ctx, path, &r->state, false);
+    if (st != FRCNN_OK)
+        print_error("%s\n", frcnn_ctx_last_error(ctx));
+    assert_int_equal(st, FRCNN_OK);
+}
+
+/* Every parameter, every optimizer buffer, the counters, the sampler and the RNG streams: bit for bit. */
+static void assert_same_run(const run *a, const run *b)
+{
+    for (size_t i = 0; i < frcnn_model_param_count(a->model); i++) {
+        frcnn_param pa, pb;
+        frcnn_model_param(a->model, i, &pa);
+        frcnn_model_param(b->model, i, &pb);
+        tu_assert_identical(pa.name, frcnn_tensor_data(pa.value), frcnn_tensor_data(pb.value),
+                            frcnn_tensor_numel(pa.value));
+    }
+    assert_int_equal(frcnn_optim_state_count(a->optim), frcnn_optim_state_count(b->optim));
+    for (size_t i = 0; i < frcnn_optim_state_count(a->optim); i++) {
+        const char *name;
+        frcnn_tensor *ta, *tb;
+        frcnn_optim_state(a->optim, i, &name, &ta);
+        frcnn_optim_state(b->optim, i, NULL, &tb);
+        tu_assert_identical(name, frcnn_tensor_data(ta), frcnn_tensor_data(tb), frcnn_tensor_numel(ta));
+    }
+    assert_int_equal(frcnn_optim_steps(a->optim), frcnn_optim_steps(b->optim));
+    assert_int_equal(a->state.iteration, b->state.iteration);
+    frcnn_sampler_state sa = frcnn_sampler_get_state(a->sampler), sb = frcnn_sampler_get_state(b->sampler);
+    assert_int_equal(sa.epoch, sb.epoch);
+    assert_int_equal(sa.cursor, sb.cursor);
+    assert_memory_equal(a->rng, b->rng, sizeof a->rng);
+}
+
+/* N steps straight against steps split at `cuts` (ascending), each cut a save + a run rebuilt from other seeds +
+ * a load. */
+static void check_resume(frcnn_optim_kind kind, const int *cuts, int n_cuts, int total)
+{
+    frcnn_ctx *ctx = tu_ctx();
+    dataset d;
+    make_dataset(ctx, &d);
+    run straight, resumed;
+    run_init(ctx, &straight, kind, 1);
+    train(ctx, &straight, &d, total);
+
+    run_init(ctx, &resumed, kind, 1);
+    int done = 0;
+    for (int c = 0; c < n_cuts; c++) {
+        train(ctx, &resumed, &d, cuts[c] - done);
+        done = cuts[c];
+        save(ctx, &resumed, "cut.ckpt");
+        run_free(&resumed);
+        run_init(ctx, &resumed, kind, 999); /* different weights and streams: all must come from the file */
+        load(ctx, &resumed, "cut.ckpt");
+    }
+    train(ctx, &resumed, &d, total - done);
+    assert_same_run(&straight, &resumed);
+    run_free(&straight);
+    run_free(&resumed);
+    for (int i = 0; i < N_IMAGES; i++)
+        frcnn_tensor_free(d.image[i]);
+    frcnn_ctx_free(ctx);
+}
+
+/* Epochs are 3 images long: 1 = first step, 2 = mid-epoch, 3 and 6 = epoch boundaries. */
+static void test_resume_sgd_first_step(void **state)
+{
+    (void)state;
+    const int cuts[] = {1};
+    check_resume(FRCNN_OPTIM_SGD, cuts, 1, 6);
+}
+
+static void test_resume_sgd_mid_epoch_and_boundary(void **state)
+{
+    (void)state;
+    const int mid[] = {2}, boundary[] = {3};
+    check_resume(FRCNN_OPTIM_SGD, mid, 1, 6);
+    check_resume(FRCNN_OPTIM_SGD, boundary, 1, 6);
+}
+
+static void test_resume_several_times_in_one_epoch(void **state)
+{
+    (void)state;
+    const int two[] = {4, 5}, three[] = {3, 4, 5};
+    check_resume(FRCNN_OPTIM_SGD, two, 2, 7);
+    check_resume(FRCNN_OPTIM_ADAM, three, 3, 7);
+}
+
+static void test_resume_adam(void **state)
+{
+    (void)state;
+    const int cuts[] = {2, 4};
+    check_resume(FRCNN_OPTIM_ADAM, cuts, 2, 6);
+}
+
+/* The first part runs in a child process that saves and exits; the parent loads what it left. */
+static void test_resume_in_fresh_process(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    dataset d;
+    make_dataset(ctx, &d);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        run r;
+        run_init(ctx, &r, FRCNN_OPTIM_SGD, 1);
+        train(ctx, &r, &d, 2);
+        _exit(frcnn_ckpt_save(ctx, tmpdir, "child.ckpt", &r.state) == FRCNN_OK ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    run straight, resumed;
+    run_init(ctx, &straight, FRCNN_OPTIM_SGD, 1);
+    train(ctx, &straight, &d, 5);
+    run_init(ctx, &resumed, FRCNN_OPTIM_SGD, 7);
+    load(ctx, &resumed, "child.ckpt");
+    assert_int_equal(resumed.state.iteration, 2);
+    train(ctx, &resumed, &d, 3);
+    assert_same_run(&straight, &resumed);
+    run_free(&straight);
+    run_free(&resumed);
+    for (int i = 0; i < N_IMAGES; i++)
+        frcnn_tensor_free(d.image[i]);
+    frcnn_ctx_free(ctx);
+}
+
+static void test_strict_load_refuses(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    run r;
+    run_init(ctx, &r, FRCNN_OPTIM_SGD, 1);
+    save(ctx, &r, "strict.ckpt");
+    char path[128];
+    snprintf(path, sizeof path, "%s/strict.ckpt", tmpdir);
+
+    /* another configuration */
+    frcnn_config c = tiny_config();
+    c.rpn_channels = 16;
+    frcnn_model *other;
+    assert_int_equal(frcnn_model_create(ctx, &c, 1, &other), FRCNN_OK);
+    frcnn_train_state s = {other, NULL, NULL, NULL, 0, NULL, 0, 0x1234, NULL};
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &s, false), FRCNN_ERR_MISMATCH, "config.rpn_channels");
+    frcnn_model_free(other);
+
+    /* another dataset: refused unless forced */
+    run q;
+    run_init(ctx, &q, FRCNN_OPTIM_SGD, 2);
+    q.state.dataset_fingerprint = 0x9999;
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_MISMATCH, "dataset");
+    assert_int_equal(frcnn_ckpt_load(ctx, path, &q.state, true), FRCNN_OK);
+    run_free(&q);
+
+    /* another optimizer kind, and a different number of RNG streams */
+    run_init(ctx, &q, FRCNN_OPTIM_ADAM, 2);
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_MISMATCH, "optimizer");
+    run_free(&q);
+    run_init(ctx, &q, FRCNN_OPTIM_SGD, 2);
+    q.state.n_rngs = 1;
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_MISMATCH, "RNG");
+    /* a changed schedule is refused too (a resumed run must not silently change its learning rate) */
+    q.state.n_rngs = 2;
+    q.schedule.base_lr = 0.1f;
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_MISMATCH, "sched.base_lr");
+    run_free(&q);
+
+    /* a weights-only file has no optimizer to restore */
+    frcnn_train_state weights_only = {r.model, NULL, NULL, NULL, 5, NULL, 0, 0, NULL};
+    assert_int_equal(frcnn_ckpt_save(ctx, tmpdir, "weights.ckpt", &weights_only), FRCNN_OK);
+    snprintf(path, sizeof path, "%s/weights.ckpt", tmpdir);
+    run_init(ctx, &q, FRCNN_OPTIM_SGD, 2);
+    q.state.dataset_fingerprint = 0;
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_MISMATCH, "optimizer");
+    run_free(&q);
+
+    /* a missing file */
+    tu_expect_error(ctx, frcnn_ckpt_load(ctx, "/nonexistent/x.ckpt", &r.state, false), FRCNN_ERR_NOT_FOUND);
+    run_free(&r);
+    frcnn_ctx_free(ctx);
+}
+
+static void test_weights_only_and_config(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    run r;
+    run_init(ctx, &r, FRCNN_OPTIM_SGD, 1);
+    r.state.iteration = 40;
+    save(ctx, &r, "full.ckpt");
+    char path[128];
+    snprintf(path, sizeof path, "%s/full.ckpt", tmpdir);
+
+    frcnn_config c;
+    assert_int_equal(frcnn_ckpt_read_config(ctx, path, &c), FRCNN_OK);
+    frcnn_config want = tiny_config();
+    assert_int_equal(c.rpn_channels, want.rpn_channels);
+    assert_int_equal(c.num_classes, want.num_classes);
+    assert_true(c.anchors.scales[1] == want.anchors.scales[1]);
+
+    /* the same network: everything loads, no counters move */
+    frcnn_model *m;
+    assert_int_equal(frcnn_model_create(ctx, &c, 77, &m), FRCNN_OK);
+    frcnn_weights_report rep;
+    assert_int_equal(frcnn_ckpt_load_weights(ctx, path, m, &rep), FRCNN_OK);
+    assert_int_equal(rep.loaded, frcnn_model_param_count(m));
+    assert_int_equal(rep.missing + rep.unexpected + rep.mismatched, 0);
+    frcnn_param a, b;
+    frcnn_model_param(m, 3, &a);
+    frcnn_model_param(r.model, 3, &b);
+    tu_assert_identical(a.name, frcnn_tensor_data(a.value), frcnn_tensor_data(b.value), frcnn_tensor_numel(a.value));
+    frcnn_model_free(m);
+
+    /* more classes: the predictor does not fit, the rest does, and the report names it */
+    c.num_classes = 5;
+    assert_int_equal(frcnn_model_create(ctx, &c, 77, &m), FRCNN_OK);
+    assert_int_equal(frcnn_ckpt_load_weights(ctx, path, m, &rep), FRCNN_OK);
+    assert_int_equal(rep.mismatched, 4); /* cls_score and bbox_pred, weight and bias */
+    assert_int_equal(rep.loaded, frcnn_model_param_count(m) - 4);
+    assert_non_null(strstr(rep.first_problem, "roi_heads.box_predictor"));
+    frcnn_model_free(m);
+    run_free(&r);
+    frcnn_ctx_free(ctx);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/frcnn-ckpt-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resume_sgd_first_step),
+        cmocka_unit_test(test_resume_sgd_mid_epoch_and_boundary),
+        cmocka_unit_test(test_resume_several_times_in_one_epoch),
+        cmocka_unit_test(test_resume_adam),
+        cmocka_unit_test(test_resume_in_fresh_process),
+        cmocka_unit_test(test_strict_load_refuses),
+        cmocka_unit_test(test_weights_only_and_config),
+    };
+    return cmocka_run_group_tests_name("ckpt", tests, setup, teardown);
+}
