@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { IMG_H = 96, IMG_W = 128, N_IMAGES = 3 };
@@ -345,6 +348,120 @@ static void test_weights_only_and_config(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* The child of the kill test: resume from the newest checkpoint that verifies (or start when there is none),
+ * then train, saving after every step and keeping the two newest, until `total` steps; exit 0 when done. */
+static void killable_trainer(const char *dir, int total)
+{
+    frcnn_ctx *ctx;
+    if (frcnn_ctx_create(NULL, &ctx) != FRCNN_OK)
+        _exit(2);
+    dataset d;
+    make_dataset(ctx, &d);
+    run r;
+    run_init(ctx, &r, FRCNN_OPTIM_SGD, 1);
+    char path[256], name[64];
+    frcnn_status st = frcnn_ckpt_latest(ctx, dir, "run", path, sizeof path);
+    if (st == FRCNN_OK)
+        st = frcnn_ckpt_load(ctx, path, &r.state, false);
+    else if (st == FRCNN_ERR_NOT_FOUND)
+        st = FRCNN_OK; /* nothing saved yet: a true first start */
+    if (st != FRCNN_OK) {
+        fprintf(stderr, "kill test child: %s\n", frcnn_ctx_last_error(ctx));
+        _exit(3);
+    }
+    while ((int)r.state.iteration < total) {
+        train(ctx, &r, &d, 1);
+        if (frcnn_ckpt_name(ctx, "run", r.state.iteration, name, sizeof name) != FRCNN_OK ||
+            frcnn_ckpt_save(ctx, dir, name, &r.state) != FRCNN_OK ||
+            frcnn_ckpt_retain(ctx, dir, "run", 2, 0, NULL) != FRCNN_OK) {
+            fprintf(stderr, "kill test child: %s\n", frcnn_ctx_last_error(ctx));
+            _exit(4);
+        }
+    }
+    _exit(0);
+}
+
+/* A trainer killed with SIGKILL at random moments (mid-step, mid-save, mid-retention), restarted each time with
+ * the same command, ends with weights identical to a run never interrupted. */
+static void test_killed_many_times(void **state)
+{
+    (void)state;
+    enum { TOTAL = 8 };
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/kill", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    frcnn_rng timing;
+    frcnn_rng_seed(&timing, 2026);
+    int kills = 0, finished = 0, resumes_from_progress = 0;
+    uint64_t last_saved = 0;
+    frcnn_ctx *probe = tu_ctx();
+    for (int attempt = 0; attempt < 200 && !finished; attempt++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            killable_trainer(dir, TOTAL);
+        /* let it live 100..400 ms (start-up takes about 100), then kill it unless it finished */
+        long ms = 100 + (long)frcnn_rng_below(&timing, 301);
+        struct timespec nap = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&nap, NULL);
+        int status = 0;
+        if (waitpid(pid, &status, WNOHANG) == 0) {
+            kill(pid, SIGKILL);
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+            kills++;
+            /* whatever the kill interrupted, the newest complete checkpoint is found */
+            char path[256];
+            frcnn_ckpt_info info;
+            if (frcnn_ckpt_latest(probe, dir, "run", path, sizeof path) == FRCNN_OK &&
+                frcnn_ckpt_info_read(probe, path, &info) == FRCNN_OK) {
+                assert_true(info.verified);
+                assert_true(info.iteration >= last_saved);
+                resumes_from_progress += info.iteration > last_saved && last_saved > 0;
+                last_saved = info.iteration;
+            }
+            continue;
+        }
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0)
+            print_error("child exited with %d\n", WEXITSTATUS(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        finished = 1;
+    }
+    if (!finished) {
+        /* the random budget ran out: finish without interruption */
+        pid_t pid = fork();
+        if (pid == 0)
+            killable_trainer(dir, TOTAL);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    print_message("kill test: %d kills, %d restarts that had made progress since the previous one\n", kills,
+                  resumes_from_progress);
+    assert_true(kills >= 3);
+    assert_true(resumes_from_progress >= 2);
+    frcnn_ctx_free(probe);
+
+    frcnn_ctx *ctx = tu_ctx();
+    dataset d;
+    make_dataset(ctx, &d);
+    run straight, resumed;
+    run_init(ctx, &straight, FRCNN_OPTIM_SGD, 1);
+    train(ctx, &straight, &d, TOTAL);
+    run_init(ctx, &resumed, FRCNN_OPTIM_SGD, 5);
+    char path[256];
+    assert_int_equal(frcnn_ckpt_latest(ctx, dir, "run", path, sizeof path), FRCNN_OK);
+    assert_int_equal(frcnn_ckpt_load(ctx, path, &resumed.state, false), FRCNN_OK);
+    assert_int_equal(resumed.state.iteration, TOTAL);
+    assert_same_run(&straight, &resumed);
+    run_free(&straight);
+    run_free(&resumed);
+    for (int i = 0; i < N_IMAGES; i++)
+        frcnn_tensor_free(d.image[i]);
+    frcnn_ctx_free(ctx);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -370,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_resume_in_fresh_process),
         cmocka_unit_test(test_strict_load_refuses),
         cmocka_unit_test(test_weights_only_and_config),
+        cmocka_unit_test(test_killed_many_times),
     };
     return cmocka_run_group_tests_name("ckpt", tests, setup, teardown);
 }
