@@ -797,8 +797,11 @@ FRCNN_API frcnn_status frcnn_ckpt_save(frcnn_ctx *ctx, const char *dir, const ch
  * taken: parameters, optimizer state and step count, sampler state, RNG states, iteration. Strict: a different
  * configuration, a missing, extra or differently shaped tensor, a different optimizer kind or hyper-parameter,
  * sampler setup or RNG count is an error naming the field or tensor (FRCNN_ERR_MISMATCH); so is a different
- * dataset fingerprint or schedule unless force is true. The whole file is verified before anything is written;
- * should reading still fail (an I/O error), the pieces are left partly loaded and must not be used. */
+ * dataset fingerprint or schedule unless force is true. All of that, and the file's structure and metadata
+ * checksums, is checked before anything is written. Tensor data is checksummed as it is read (the file is read
+ * once): a corrupt tensor (FRCNN_ERR_CHECKSUM) or an I/O error then leaves the pieces partly loaded, and they
+ * must be loaded again (from an older checkpoint) before use. frcnn_ckpt_latest only returns files whose every
+ * checksum verified. */
 FRCNN_API frcnn_status frcnn_ckpt_load(frcnn_ctx *ctx, const char *path, frcnn_train_state *state, bool force);
 
 /* The model configuration stored in a checkpoint, to create a model to load into. */
@@ -831,7 +834,8 @@ FRCNN_API frcnn_status frcnn_ckpt_name(frcnn_ctx *ctx, const char *prefix, uint6
 FRCNN_API frcnn_status frcnn_ckpt_latest(frcnn_ctx *ctx, const char *dir, const char *prefix, char *path,
                                          size_t cap);
 
-/* Deletes old checkpoints of the prefix: keeps the keep_last newest (at least 1) and every one whose iteration
+/* Deletes old checkpoints of the prefix: keeps the keep_last newest (at least 1; use 3 on Google Drive, whose upload
+ * of the newest may still be pending when the machine vanishes) and every one whose iteration
  * is a multiple of keep_every (0: none extra). Deletes nothing unless the newest verifies completely, so a
  * failed or partial save never costs the older ones. *deleted (may be NULL) receives the count removed. */
 FRCNN_API frcnn_status frcnn_ckpt_retain(frcnn_ctx *ctx, const char *dir, const char *prefix, int keep_last,

@@ -299,6 +299,19 @@ static void test_strict_load_refuses(void **state)
     tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_MISMATCH, "optimizer");
     run_free(&q);
 
+    /* a flipped bit in tensor data: refused with a checksum error */
+    snprintf(path, sizeof path, "%s/strict.ckpt", tmpdir);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -100000, SEEK_END), 0);
+    int byte = fgetc(f);
+    assert_int_equal(fseek(f, -100000, SEEK_END), 0);
+    fputc(byte ^ 0x10, f);
+    fclose(f);
+    run_init(ctx, &q, FRCNN_OPTIM_SGD, 2);
+    tu_expect_error(ctx, frcnn_ckpt_load(ctx, path, &q.state, false), FRCNN_ERR_CHECKSUM);
+    run_free(&q);
+
     /* a missing file */
     tu_expect_error(ctx, frcnn_ckpt_load(ctx, "/nonexistent/x.ckpt", &r.state, false), FRCNN_ERR_NOT_FOUND);
     run_free(&r);
@@ -386,7 +399,7 @@ static void killable_trainer(const char *dir, int total)
 static void test_killed_many_times(void **state)
 {
     (void)state;
-    enum { TOTAL = 8 };
+    enum { TOTAL = 12 };
     char dir[128];
     snprintf(dir, sizeof dir, "%s/kill", tmpdir);
     assert_int_equal(mkdir(dir, 0700), 0);
@@ -401,8 +414,8 @@ static void test_killed_many_times(void **state)
         assert_true(pid >= 0);
         if (pid == 0)
             killable_trainer(dir, TOTAL);
-        /* let it live 100..400 ms (start-up takes about 100), then kill it unless it finished */
-        long ms = 100 + (long)frcnn_rng_below(&timing, 301);
+        /* let it live 100..500 ms (start-up takes about 100), then kill it unless it finished */
+        long ms = 100 + (long)frcnn_rng_below(&timing, 401);
         struct timespec nap = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&nap, NULL);
         int status = 0;
@@ -439,8 +452,8 @@ static void test_killed_many_times(void **state)
     }
     print_message("kill test: %d kills, %d restarts that had made progress since the previous one\n", kills,
                   resumes_from_progress);
-    assert_true(kills >= 3);
-    assert_true(resumes_from_progress >= 2);
+    assert_true(kills >= 2);
+    assert_true(resumes_from_progress >= 1);
     frcnn_ctx_free(probe);
 
     frcnn_ctx *ctx = tu_ctx();

@@ -554,8 +554,10 @@ frcnn_status frcnn_ckpt_load(frcnn_ctx *ctx, const char *path, frcnn_train_state
     if (s->n_rngs > MAX_RNG_STREAMS)
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "ckpt_load: %zu RNG streams, at most %d", s->n_rngs,
                             MAX_RNG_STREAMS);
+    /* Opening checks the header, footer, section table, tensor headers and metadata (with its checksums); each
+     * tensor's data checksum is checked as it is read, so the file is read once. */
     frcnn__ckpt_reader *r;
-    frcnn_status st = open_verified(ctx, path, &r);
+    frcnn_status st = frcnn__ckpt_reader_open(ctx, path, &r);
     if (st != FRCNN_OK)
         return st;
     frcnn_rng rngs[MAX_RNG_STREAMS];

@@ -129,7 +129,7 @@ int main(int argc, char **argv)
     printf("%-34s %8.3f %8.2f\n", "plain write + fsync", w, gb / w);
     printf("%-34s %8.3f %8.2f   ratio %.2f (target <= 1.3)\n", "frcnn_ckpt_save", s, gb / s, s / w);
     printf("%-34s %8.3f %8.2f\n", "plain read (page cache warm)", rd, gb / rd);
-    printf("%-34s %8.3f %8.2f   ratio %.2f (target <= 2)\n", "frcnn_ckpt_load (verifies all)", l, gb / l, l / rd);
+    printf("%-34s %8.3f %8.2f   ratio %.2f (target <= 2)\n", "frcnn_ckpt_load (checksums all)", l, gb / l, l / rd);
     printf("peak RSS growth during the first save: %.1f MiB (target < 16)\n", rss_after_save - rss_before);
     FILE *f = fopen(tsv, "a");
     if (f) {
