@@ -3,7 +3,8 @@
 #   make demo       the main job on built-in data
 #   make test       the cmocka suite (installs missing Debian packages first)
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make bench      kernel benchmarks: a table on stdout, figures in build/bench.tsv
+#   make bench      benchmarks: tables on stdout, figures in build/bench.tsv
+#   make fuzz       the checkpoint reader under libFuzzer (needs clang), FUZZ_SECONDS=60
 #   make install PREFIX=/usr/local DESTDIR=
 
 VERSION_MAJOR := 0
@@ -37,7 +38,7 @@ SHARED_LIB := $(BUILD)/libfrcnn.so.$(VERSION)
 SONAME := libfrcnn.so.$(VERSION_MAJOR)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all test demo sanitize bench install clean deps
+.PHONY: all test demo sanitize bench fuzz install clean deps
 all: $(STATIC_LIB) $(SHARED_LIB) $(EXAMPLE_BIN)
 
 # Installs (as root) or names (otherwise) the Debian packages we build against, once per build tree.
@@ -93,6 +94,17 @@ sanitize:
 bench: all $(BENCH_BIN)
 	@rm -f $(BUILD)/bench.tsv
 	@for b in $(BENCH_BIN); do env $$(sh tools/blas-env.sh) $$b $(BUILD)/bench.tsv || exit 1; done
+
+# Fuzzes the checkpoint reader with libFuzzer (clang) under ASan + UBSan for FUZZ_SECONDS, starting from real
+# checkpoints. Findings are written to build/fuzz/ as crash-* files.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz needs clang with libFuzzer: apt-get install -y clang"; exit 1; }
+	$(MAKE) BUILD=build/fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" build/fuzz/libfrcnn.a
+	clang $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -Ilib/core tests/fuzz/fuzz_ckpt.c build/fuzz/libfrcnn.a $(DEP_LIBS) -o build/fuzz/fuzz_ckpt
+	clang $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -Ilib/core tests/fuzz/fuzz_seed.c build/fuzz/libfrcnn.a $(DEP_LIBS) -o build/fuzz/fuzz_seed
+	@mkdir -p build/fuzz/corpus && build/fuzz/fuzz_seed build/fuzz/corpus
+	cd build/fuzz && ./fuzz_ckpt -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 corpus
 
 $(BUILD)/frcnn.pc: Makefile
 	@mkdir -p $(@D)

@@ -97,7 +97,7 @@ uint64_t frcnn_fingerprint(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
-static frcnn_status write_meta(frcnn__ckpt_writer *w, const frcnn_train_state *s)
+static frcnn_status write_meta(frcnn_ctx *ctx, frcnn__ckpt_writer *w, const frcnn_train_state *s)
 {
     const frcnn_config *c = frcnn_model_config(s->model);
     char key[64];
@@ -110,6 +110,8 @@ static frcnn_status write_meta(frcnn__ckpt_writer *w, const frcnn_train_state *s
         st = frcnn__ckpt_kv_u64(w, "run.dataset_fingerprint", s->dataset_fingerprint);
     if (st == FRCNN_OK)
         st = frcnn__ckpt_kv_str(w, "run.blas_core", frcnn_blas_core());
+    if (st == FRCNN_OK)
+        st = frcnn__ckpt_kv_u64(w, "run.threads", (uint64_t)frcnn_ctx_threads(ctx));
     for (size_t i = 0; i < N_CONFIG_FIELDS && st == FRCNN_OK; i++)
         st = frcnn__ckpt_kv_f64(w, config_fields[i].key, field_get(c, &config_fields[i]));
     for (int i = 0; s->class_names && i < c->num_classes && st == FRCNN_OK; i++) {
@@ -208,7 +210,7 @@ frcnn_status frcnn_ckpt_save(frcnn_ctx *ctx, const char *dir, const char *name, 
     frcnn_status st = frcnn__ckpt_writer_open(ctx, dir, name, expected_bytes(s), &w);
     if (st != FRCNN_OK)
         return st;
-    st = write_meta(w, s);
+    st = write_meta(ctx, w, s);
     for (size_t i = 0; i < frcnn_model_param_count(s->model) && st == FRCNN_OK; i++) {
         frcnn_param p;
         frcnn_model_param(s->model, i, &p);
@@ -511,12 +513,19 @@ static frcnn_status load_checked(frcnn_ctx *ctx, frcnn__ckpt_reader *r, const ch
         return st;
 
     char core[64] = "";
+    uint64_t threads = 0;
     if (frcnn__ckpt_get_str(r, "run.blas_core", core, sizeof core, NULL) == FRCNN_OK &&
         strcasecmp(core, frcnn_blas_core()) != 0)
         frcnn_ctx_log(ctx, FRCNN_LOG_WARN,
                       "%s was written with OpenBLAS kernel %s, this run uses %s: training continues correctly but "
                       "not bit for bit",
                       path, core, frcnn_blas_core());
+    if (frcnn__ckpt_get_u64(r, "run.threads", &threads) == FRCNN_OK &&
+        threads != (uint64_t)frcnn_ctx_threads(ctx) && strcasecmp(frcnn_blas_core(), "SkylakeX") != 0)
+        frcnn_ctx_log(ctx, FRCNN_LOG_WARN,
+                      "%s was written with %llu threads, this run uses %d: with OpenBLAS kernel %s training continues "
+                      "correctly but not bit for bit (docs/determinism.md)",
+                      path, (unsigned long long)threads, frcnn_ctx_threads(ctx), frcnn_blas_core());
 
     /* Write. */
     for (size_t i = 0; i < frcnn_model_param_count(m) && st == FRCNN_OK; i++) {
