@@ -27,26 +27,13 @@ static char g_dir[64];
 static int setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/frcnn_ckpt_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_make_tmpdir(g_dir, sizeof g_dir, "ckptio");
 }
 
 static int teardown(void **state)
 {
-    DIR *d = opendir(g_dir);
-    struct dirent *e;
-    char p[512];
     (void)state;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    return rmdir(g_dir);
+    return tu_remove_tree(g_dir);
 }
 
 static const char *path_of(const char *name)

@@ -1,9 +1,13 @@
 /* Shared test helpers; see testutil.h. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void tu_assert_close(const char *what, const float *a, const float *b, size_t n, double atol, double rtol)
 {
@@ -123,4 +127,33 @@ double tu_dot(const float *y, const float *r, size_t n)
     for (size_t i = 0; i < n; i++)
         s += (double)y[i] * (double)r[i];
     return s;
+}
+
+int tu_make_tmpdir(char *dir, size_t cap, const char *what)
+{
+    if (snprintf(dir, cap, "/tmp/frcnn-%s-XXXXXX", what) >= (int)cap)
+        return -1;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+int tu_remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char path[1024];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            rc |= tu_remove_tree(path);
+        else
+            rc |= unlink(path);
+    }
+    closedir(d);
+    return rc | rmdir(dir);
 }

@@ -40,6 +40,11 @@ typedef double (*tu_loss_fn)(void *state);
 void tu_gradcheck(const char *what, tu_loss_fn loss, void *state, float *param, const float *analytic, size_t n,
                   float eps, double atol, double rtol);
 
+/* A fresh directory /tmp/frcnn-<what>-XXXXXX written into dir (cap >= 64), and its recursive removal (files and
+ * subdirectories, no symbolic links followed). Both return 0 on success, for use as cmocka group setup/teardown. */
+int tu_make_tmpdir(char *dir, size_t cap, const char *what);
+int tu_remove_tree(const char *dir);
+
 /* sum_i y[i] * r[i] in double: turns an output into a scalar loss whose gradient with respect to y is r. */
 double tu_dot(const float *y, const float *r, size_t n);
 
