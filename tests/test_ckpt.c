@@ -19,15 +19,8 @@ static char tmpdir[64];
 
 static frcnn_config tiny_config(void)
 {
-    frcnn_config c = frcnn_config_small();
+    frcnn_config c = tu_tiny_config(IMG_H, IMG_W, 32, 64);
     c.num_classes = 3;
-    c.short_side = IMG_H;
-    c.max_side = IMG_W;
-    c.anchors.scales[0] = 2;
-    c.anchors.scales[1] = 4;
-    c.anchors.scales[2] = 8;
-    c.rpn_channels = 32;
-    c.fc_channels = 64;
     c.roi_targets.batch_size = 32;
     c.train_proposals.pre_nms_top_n = 600;
     c.train_proposals.post_nms_top_n = 100;

@@ -33,21 +33,7 @@ static void capture_log(void *user, frcnn_log_level level, const char *line)
 /* A small model: the small backbone with narrow heads, so a checkpoint is about 2 MB. */
 static frcnn_config tiny_config(void)
 {
-    frcnn_config c = frcnn_config_small();
-    c.num_classes = 4;
-    c.short_side = 128;
-    c.max_side = 160;
-    c.anchors.scales[0] = 2;
-    c.anchors.scales[1] = 4;
-    c.anchors.scales[2] = 8;
-    c.rpn_channels = 16;
-    c.fc_channels = 32;
-    c.roi_targets.batch_size = 64;
-    c.train_proposals.pre_nms_top_n = 1000;
-    c.train_proposals.post_nms_top_n = 200;
-    c.test_proposals.pre_nms_top_n = 500;
-    c.test_proposals.post_nms_top_n = 100;
-    return c;
+    return tu_tiny_config(128, 160, 16, 32);
 }
 
 static int group_setup(void **state)

@@ -13,21 +13,7 @@ enum { IMG_H = 128, IMG_W = 160 };
 /* Copied from tests/test_model.c: the small backbone at 128x160 with anchors of 32..128 px. */
 static frcnn_config tiny_config(void)
 {
-    frcnn_config c = frcnn_config_small();
-    c.num_classes = 4;
-    c.short_side = IMG_H;
-    c.max_side = IMG_W;
-    c.anchors.scales[0] = 2;
-    c.anchors.scales[1] = 4;
-    c.anchors.scales[2] = 8;
-    c.rpn_channels = 64;
-    c.fc_channels = 256;
-    c.roi_targets.batch_size = 64;
-    c.train_proposals.pre_nms_top_n = 1000;
-    c.train_proposals.post_nms_top_n = 200;
-    c.test_proposals.pre_nms_top_n = 500;
-    c.test_proposals.post_nms_top_n = 100;
-    return c;
+    return tu_tiny_config(IMG_H, IMG_W, 64, 256);
 }
 
 static frcnn_model *make_model(frcnn_ctx *ctx, const frcnn_config *c, uint64_t seed)

@@ -157,3 +157,22 @@ int tu_remove_tree(const char *dir)
     closedir(d);
     return rc | rmdir(dir);
 }
+
+frcnn_config tu_tiny_config(int h, int w, int rpn_channels, int fc_channels)
+{
+    frcnn_config c = frcnn_config_small();
+    c.num_classes = 4;
+    c.short_side = h;
+    c.max_side = w;
+    c.anchors.scales[0] = 2;
+    c.anchors.scales[1] = 4;
+    c.anchors.scales[2] = 8;
+    c.rpn_channels = rpn_channels;
+    c.fc_channels = fc_channels;
+    c.roi_targets.batch_size = 64;
+    c.train_proposals.pre_nms_top_n = 1000;
+    c.train_proposals.post_nms_top_n = 200;
+    c.test_proposals.pre_nms_top_n = 500;
+    c.test_proposals.post_nms_top_n = 100;
+    return c;
+}
