@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,23 @@ frcnn_status frcnn__ckpt_begin_section(frcnn__ckpt_writer *w, const char *type, 
     return FRCNN_OK;
 }
 
+/* The checksum of a large write is computed on a second thread while the first writes the same bytes: the save
+ * then costs about the write alone. */
+#define CRC_ON_THREAD_BYTES ((size_t)4 << 20)
+
+typedef struct crc_job {
+    uint32_t crc;
+    const void *data;
+    size_t len;
+} crc_job;
+
+static void *crc_thread(void *arg)
+{
+    crc_job *job = arg;
+    job->crc = frcnn__crc32c_update(job->crc, job->data, job->len);
+    return NULL;
+}
+
 frcnn_status frcnn__ckpt_write(frcnn__ckpt_writer *w, const void *data, size_t len)
 {
     frcnn_status st;
@@ -314,9 +332,17 @@ frcnn_status frcnn__ckpt_write(frcnn__ckpt_writer *w, const void *data, size_t l
     if (!w->in_section)
         return writer_kill(w, frcnn__error(w->ctx, FRCNN_ERR_STATE, "checkpoint '%s': write outside a section",
                                            w->tmp_path));
-    if ((st = write_all(w, data, len)) != FRCNN_OK)
+    crc_job job = {w->sec_crc, data, len};
+    pthread_t tid;
+    bool threaded = len >= CRC_ON_THREAD_BYTES && pthread_create(&tid, NULL, crc_thread, &job) == 0;
+    st = write_all(w, data, len);
+    if (threaded)
+        pthread_join(tid, NULL);
+    else
+        crc_thread(&job);
+    if (st != FRCNN_OK)
         return st;
-    w->sec_crc = frcnn__crc32c_update(w->sec_crc, data, len);
+    w->sec_crc = job.crc;
     w->sec_len += len;
     return FRCNN_OK;
 }
