@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -354,6 +355,19 @@ static void test_weights_only_and_config(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* True while a save is in progress in dir (its NAME.tmp exists). */
+static bool tmp_exists(const char *dir)
+{
+    DIR *d = opendir(dir);
+    bool found = false;
+    struct dirent *e;
+    while (d && !found && (e = readdir(d)) != NULL)
+        found = strstr(e->d_name, ".tmp") != NULL;
+    if (d)
+        closedir(d);
+    return found;
+}
+
 /* The child of the kill test: resume from the newest checkpoint that verifies (or start when there is none),
  * then train, saving after every step and keeping the two newest, until `total` steps; exit 0 when done. */
 static void killable_trainer(const char *dir, int total)
@@ -398,7 +412,7 @@ static void test_killed_many_times(void **state)
     assert_int_equal(mkdir(dir, 0700), 0);
     frcnn_rng timing;
     frcnn_rng_seed(&timing, 2026);
-    int kills = 0, finished = 0, resumes_from_progress = 0;
+    int kills = 0, kills_in_save = 0, finished = 0, resumes_from_progress = 0;
     uint64_t last_saved = 0;
     frcnn_ctx *probe = tu_ctx();
     for (int attempt = 0; attempt < 200 && !finished; attempt++) {
@@ -407,11 +421,25 @@ static void test_killed_many_times(void **state)
         assert_true(pid >= 0);
         if (pid == 0)
             killable_trainer(dir, TOTAL);
-        /* let it live 100..500 ms (start-up takes about 100), then kill it unless it finished */
-        long ms = 100 + (long)frcnn_rng_below(&timing, 401);
-        struct timespec nap = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&nap, NULL);
         int status = 0;
+        if (attempt % 2 == 1) {
+            /* odd attempts: kill it the moment a save is under way (a .tmp exists) */
+            for (int poll = 0; poll < 3000 && !tmp_exists(dir) && waitpid(pid, &status, WNOHANG) == 0; poll++) {
+                struct timespec tick = {0, 200000L};
+                nanosleep(&tick, NULL);
+            }
+            if (tmp_exists(dir) && kill(pid, SIGKILL) == 0) {
+                kills_in_save++;
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                kills++;
+                continue;
+            }
+        } else {
+            /* even attempts: let it live 100..500 ms (start-up takes about 100), then kill it */
+            long ms = 100 + (long)frcnn_rng_below(&timing, 401);
+            struct timespec nap = {ms / 1000, (ms % 1000) * 1000000L};
+            nanosleep(&nap, NULL);
+        }
         if (waitpid(pid, &status, WNOHANG) == 0) {
             kill(pid, SIGKILL);
             assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -443,9 +471,10 @@ static void test_killed_many_times(void **state)
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
-    print_message("kill test: %d kills, %d restarts that had made progress since the previous one\n", kills,
-                  resumes_from_progress);
+    print_message("kill test: %d kills (%d during a save), %d restarts that had made progress since the previous one\n",
+                  kills, kills_in_save, resumes_from_progress);
     assert_true(kills >= 2);
+    assert_true(kills_in_save >= 1);
     assert_true(resumes_from_progress >= 1);
     frcnn_ctx_free(probe);
 
