@@ -110,8 +110,10 @@ FRCNN_API void frcnn_ctx_free(frcnn_ctx *ctx);
 FRCNN_API const char *frcnn_ctx_last_error(const frcnn_ctx *ctx);
 FRCNN_API void frcnn_ctx_clear_error(frcnn_ctx *ctx);
 
-/* Threads used by the kernels. OpenBLAS keeps one process-wide thread count, so setting it here also sets
- * OpenBLAS's. n <= 0 means one per online core. */
+/* Threads used by the kernels: the context keeps n - 1 worker threads, started here and stopped by
+ * frcnn_ctx_free. OpenBLAS keeps one process-wide thread count, so setting it here also sets OpenBLAS's.
+ * n <= 0 means one per online core. A child process forked from a program using the context runs its loops on
+ * the calling thread. */
 FRCNN_API frcnn_status frcnn_ctx_set_threads(frcnn_ctx *ctx, int n);
 FRCNN_API int frcnn_ctx_threads(const frcnn_ctx *ctx);
 

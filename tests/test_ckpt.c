@@ -49,6 +49,12 @@ static void make_dataset(frcnn_ctx *ctx, dataset *d)
     }
 }
 
+static void dataset_free(dataset *d)
+{
+    for (int i = 0; i < N_IMAGES; i++)
+        frcnn_tensor_free(d->image[i]);
+}
+
 /* Everything a training run owns. */
 typedef struct run {
     frcnn_model *model;
@@ -174,8 +180,7 @@ static void check_resume(frcnn_optim_kind kind, const int *cuts, int n_cuts, int
     assert_same_run(&straight, &resumed);
     run_free(&straight);
     run_free(&resumed);
-    for (int i = 0; i < N_IMAGES; i++)
-        frcnn_tensor_free(d.image[i]);
+    dataset_free(&d);
     frcnn_ctx_free(ctx);
 }
 
@@ -239,8 +244,7 @@ static void test_resume_in_fresh_process(void **state)
     assert_same_run(&straight, &resumed);
     run_free(&straight);
     run_free(&resumed);
-    for (int i = 0; i < N_IMAGES; i++)
-        frcnn_tensor_free(d.image[i]);
+    dataset_free(&d);
     frcnn_ctx_free(ctx);
 }
 
@@ -492,8 +496,7 @@ static void test_killed_many_times(void **state)
     assert_same_run(&straight, &resumed);
     run_free(&straight);
     run_free(&resumed);
-    for (int i = 0; i < N_IMAGES; i++)
-        frcnn_tensor_free(d.image[i]);
+    dataset_free(&d);
     frcnn_ctx_free(ctx);
 }
 

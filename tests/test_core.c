@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Helpers
@@ -1590,6 +1592,52 @@ static void pf_count_calls(void *arg, size_t begin, size_t end)
     (*(int *)arg)++;
 }
 
+/* Adds 1 to every element of its range. */
+static void pool_add_one(void *arg, size_t begin, size_t end)
+{
+    int *a = arg;
+    for (size_t i = begin; i < end; i++)
+        a[i]++;
+}
+
+/* The persistent workers: thousands of loops back to back, thread-count changes in between, and a forked child
+ * using the parent's context (its workers do not exist there; the loop must still cover the range). */
+static void test_parallel_pool(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    enum { N = 257 };
+    int a[N];
+    memset(a, 0, sizeof a);
+    const int threads[] = {2, 3, 1, 8, 2};
+    int loops = 0;
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        assert_int_equal(frcnn_ctx_set_threads(ctx, threads[t]), FRCNN_OK);
+        for (int i = 0; i < 2000; i++, loops++)
+            frcnn__parallel_for(ctx, N, 1, pool_add_one, a);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(a[i], loops);
+
+    assert_int_equal(frcnn_ctx_set_threads(ctx, 2), FRCNN_OK);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int b[N];
+        memset(b, 0, sizeof b);
+        frcnn__parallel_for(ctx, N, 1, pool_add_one, b);
+        for (int i = 0; i < N; i++)
+            if (b[i] != 1)
+                _exit(1);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    frcnn_ctx_free(ctx);
+}
+
 static void test_parallel_for(void **state)
 {
     (void)state;
@@ -1722,6 +1770,7 @@ int main(void)
         cmocka_unit_test(test_rng_choose),
         cmocka_unit_test(test_rng_fill_normal),
         cmocka_unit_test(test_parallel_for),
+        cmocka_unit_test(test_parallel_pool),
         cmocka_unit_test(test_checked_arithmetic),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);

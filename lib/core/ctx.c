@@ -77,6 +77,7 @@ void frcnn_ctx_free(frcnn_ctx *ctx)
 {
     if (!ctx)
         return;
+    frcnn__pool_resize(&ctx->pool, 0);
     frcnn_allocator a = ctx->allocator;
     a.free(a.user, ctx, sizeof *ctx);
 }
@@ -98,6 +99,7 @@ frcnn_status frcnn_ctx_set_threads(frcnn_ctx *ctx, int n)
         return FRCNN_ERR_INVALID_ARG;
     ctx->n_threads = n > 0 ? n : online_cores();
     openblas_set_num_threads(ctx->n_threads);
+    frcnn__pool_resize(&ctx->pool, ctx->n_threads);
     return FRCNN_OK;
 }
 

@@ -5,10 +5,46 @@
 
 #include "frcnn.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <sys/types.h>
 
 #define FRCNN__ALIGN 64
 #define FRCNN__ERROR_LEN 512
+#define FRCNN__MAX_THREADS 64
+
+typedef void (*frcnn__range_fn)(void *arg, size_t begin, size_t end);
+
+/* The context's worker threads, started once (frcnn_ctx_set_threads) and reused by every parallel loop, so a
+ * training step starts no thread and allocates nothing. Lives inside the context: no allocation of its own. */
+typedef struct frcnn__pool frcnn__pool;
+
+typedef struct frcnn__pool_worker {
+    frcnn__pool *pool;
+    int index;
+    uint64_t start_generation; /* the generation when it was started: anything later is work or stop */
+} frcnn__pool_worker;
+
+struct frcnn__pool {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_t threads[FRCNN__MAX_THREADS];
+    frcnn__pool_worker args[FRCNN__MAX_THREADS];
+    int n_workers;        /* started; worker i runs range i + 1 of a loop */
+    uint64_t generation;  /* bumped for each loop, and to stop */
+    bool stop;
+    int active;           /* ranges of the current loop handed to workers */
+    int pending;          /* of those, not finished yet */
+    frcnn__range_fn fn;
+    void *arg;
+    size_t begin[FRCNN__MAX_THREADS], end[FRCNN__MAX_THREADS];
+    bool ready;           /* mutex and conditions initialised */
+    pid_t owner;          /* the process whose workers these are: a forked child has none and runs loops inline */
+};
+
+/* Starts n - 1 workers (fewer if the system refuses: the loops then run those ranges on the caller), or stops
+ * them all with n = 0. */
+void frcnn__pool_resize(frcnn__pool *pool, int n);
 
 struct frcnn_ctx {
     frcnn_allocator allocator;
@@ -17,6 +53,7 @@ struct frcnn_ctx {
     frcnn_log_level log_level;
     int n_threads;
     char last_error[FRCNN__ERROR_LEN];
+    frcnn__pool pool;
 };
 
 typedef enum frcnn__tensor_kind {
@@ -63,9 +100,9 @@ void frcnn__shape_str(const frcnn_tensor *t, char *buf, size_t len);
 frcnn_status frcnn__check_dims(frcnn_ctx *ctx, int ndim, const int64_t *dims, const char *name, size_t *numel);
 
 /* Runs fn(arg, begin, end) over [0, n) split into contiguous ranges, one per thread of the context (the calling
- * thread takes the first). Each range must write only what it owns; results then do not depend on the thread
- * count. Runs inline when n is small or one thread is configured. */
-typedef void (*frcnn__range_fn)(void *arg, size_t begin, size_t end);
+ * thread takes the first, the context's workers the others). Each range must write only what it owns; results
+ * then do not depend on the thread count. Runs inline when n is small or one thread is configured. Not
+ * reentrant: fn must not start another parallel loop on the same context. */
 void frcnn__parallel_for(frcnn_ctx *ctx, size_t n, size_t min_per_thread, frcnn__range_fn fn, void *arg);
 
 #endif /* FRCNN_INTERNAL_H */

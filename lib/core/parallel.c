@@ -1,23 +1,76 @@
 /* The parallel loop: a range split into one contiguous piece per thread, each piece written only by its thread,
- * so results never depend on the thread count. Threads are started per call: the loops it serves take
- * milliseconds, a thread start some tens of microseconds. */
+ * so results never depend on the thread count. Pieces beyond the first run on the context's persistent workers,
+ * started once by frcnn_ctx_set_threads: a loop costs a wake-up, not a thread start. */
 #include "internal.h"
 
-#include <pthread.h>
+#include <unistd.h>
 
-#define FRCNN__MAX_THREADS 64
-
-typedef struct range_job {
-    frcnn__range_fn fn;
-    void *arg;
-    size_t begin, end;
-} range_job;
-
-static void *run_range(void *p)
+static void *worker_main(void *p)
 {
-    range_job *job = p;
-    job->fn(job->arg, job->begin, job->end);
+    frcnn__pool_worker *self = p;
+    frcnn__pool *pool = self->pool;
+    pthread_mutex_lock(&pool->mu);
+    uint64_t seen = self->start_generation;
+    for (;;) {
+        while (pool->generation == seen)
+            pthread_cond_wait(&pool->wake, &pool->mu);
+        seen = pool->generation;
+        if (pool->stop)
+            break;
+        int range = self->index + 1;
+        if (range <= pool->active) {
+            frcnn__range_fn fn = pool->fn;
+            void *arg = pool->arg;
+            size_t begin = pool->begin[range], end = pool->end[range];
+            pthread_mutex_unlock(&pool->mu);
+            fn(arg, begin, end);
+            pthread_mutex_lock(&pool->mu);
+            if (--pool->pending == 0)
+                pthread_cond_signal(&pool->done);
+        }
+    }
+    pthread_mutex_unlock(&pool->mu);
     return NULL;
+}
+
+void frcnn__pool_resize(frcnn__pool *pool, int n)
+{
+    if (!pool->ready) {
+        pthread_mutex_init(&pool->mu, NULL);
+        pthread_cond_init(&pool->wake, NULL);
+        pthread_cond_init(&pool->done, NULL);
+        pool->ready = true;
+    }
+    if (pool->n_workers > 0 && pool->owner != getpid())
+        pool->n_workers = 0; /* inherited through fork: those threads exist only in the parent */
+    if (pool->n_workers > 0) {
+        pthread_mutex_lock(&pool->mu);
+        pool->stop = true;
+        pool->generation++;
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mu);
+        for (int i = 0; i < pool->n_workers; i++)
+            pthread_join(pool->threads[i], NULL);
+        pool->n_workers = 0;
+        pool->stop = false;
+    }
+    if (n <= 0) {
+        pthread_cond_destroy(&pool->wake);
+        pthread_cond_destroy(&pool->done);
+        pthread_mutex_destroy(&pool->mu);
+        pool->ready = false;
+        return;
+    }
+    int want = n - 1 < FRCNN__MAX_THREADS - 1 ? n - 1 : FRCNN__MAX_THREADS - 1;
+    for (int i = 0; i < want; i++) {
+        pool->args[i].pool = pool;
+        pool->args[i].index = i;
+        pool->args[i].start_generation = pool->generation;
+        if (pthread_create(&pool->threads[i], NULL, worker_main, &pool->args[i]) != 0)
+            break; /* fewer workers: the caller runs the rest itself, same result */
+        pool->n_workers++;
+    }
+    pool->owner = getpid();
 }
 
 void frcnn__parallel_for(frcnn_ctx *ctx, size_t n, size_t min_per_thread, frcnn__range_fn fn, void *arg)
@@ -35,22 +88,36 @@ void frcnn__parallel_for(frcnn_ctx *ctx, size_t n, size_t min_per_thread, frcnn_
         fn(arg, 0, n);
         return;
     }
-    range_job jobs[FRCNN__MAX_THREADS];
-    pthread_t ids[FRCNN__MAX_THREADS];
-    bool started[FRCNN__MAX_THREADS];
+    frcnn__pool *pool = &ctx->pool;
+    size_t begin[FRCNN__MAX_THREADS], end[FRCNN__MAX_THREADS];
     for (size_t t = 0; t < threads; t++) {
-        jobs[t].fn = fn;
-        jobs[t].arg = arg;
-        jobs[t].begin = n * t / threads;
-        jobs[t].end = n * (t + 1) / threads;
+        begin[t] = n * t / threads;
+        end[t] = n * (t + 1) / threads;
     }
-    for (size_t t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_range, &jobs[t]) == 0;
-    run_range(&jobs[0]);
-    for (size_t t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            run_range(&jobs[t]); /* could not start a thread: do its share here, same result */
+    int workers = pool->owner == getpid() ? pool->n_workers : 0;
+    int handed = (int)threads - 1 < workers ? (int)threads - 1 : workers;
+    if (handed > 0) {
+        pthread_mutex_lock(&pool->mu);
+        pool->fn = fn;
+        pool->arg = arg;
+        for (int r = 1; r <= handed; r++) {
+            pool->begin[r] = begin[r];
+            pool->end[r] = end[r];
+        }
+        pool->active = handed;
+        pool->pending = handed;
+        pool->generation++;
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mu);
+    }
+    fn(arg, begin[0], end[0]);
+    for (size_t t = (size_t)handed + 1; t < threads; t++) /* ranges no worker could take */
+        fn(arg, begin[t], end[t]);
+    if (handed > 0) {
+        pthread_mutex_lock(&pool->mu);
+        while (pool->pending > 0)
+            pthread_cond_wait(&pool->done, &pool->mu);
+        pool->active = 0;
+        pthread_mutex_unlock(&pool->mu);
     }
 }

@@ -178,11 +178,11 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     int m = (int)w->dims[0], k = g.c * g.kh * g.kw, n = g.oh * g.ow;
     size_t x_img = (size_t)g.c * (size_t)g.h * (size_t)g.w, y_img = (size_t)m * (size_t)n;
     size_t nb = block_cols(&g);
+    bool direct = is_direct(&g);
+    size_t step = direct ? (size_t)n : nb;
     for (int64_t img = 0; img < x->dims[0]; img++) {
         const float *xi = x->data + (size_t)img * x_img;
         float *yi = y->data + (size_t)img * y_img;
-        bool direct = is_direct(&g);
-        size_t step = direct ? (size_t)n : nb;
         for (size_t j0 = 0; j0 < (size_t)n; j0 += step) {
             size_t cols = (size_t)n - j0 < step ? (size_t)n - j0 : step;
             const float *bmat = xi;

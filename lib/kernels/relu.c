@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-/* Elements per thread below which splitting the loop costs more (a thread start is tens of microseconds) than
+/* Elements per thread below which splitting the loop costs more (waking a worker takes microseconds) than
  * it saves; one such range is about a millisecond of memory traffic. */
 #define RELU_MIN_PER_THREAD ((size_t)1 << 18)
 
