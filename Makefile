@@ -17,8 +17,8 @@ BUILD ?= build
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARNINGS := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
-DEP_CFLAGS := $(shell pkg-config --cflags openblas cmocka 2>/dev/null)
-DEP_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm -lpthread
+DEP_CFLAGS := $(shell pkg-config --cflags openblas stb cmocka 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs openblas stb 2>/dev/null || echo -lopenblas -lstb) -lm -lpthread
 TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARNINGS) $(CFLAGS) -Iinclude $(DEP_CFLAGS)
@@ -39,7 +39,8 @@ SONAME := libfrcnn.so.$(VERSION_MAJOR)
 DEPS_STAMP := $(BUILD)/.deps-ok
 
 .PHONY: all test demo sanitize bench fuzz install clean deps
-all: $(STATIC_LIB) $(SHARED_LIB) $(EXAMPLE_BIN)
+TOOL_BIN := $(BUILD)/tools/synth_voc
+all: $(STATIC_LIB) $(SHARED_LIB) $(EXAMPLE_BIN) $(TOOL_BIN)
 
 # Installs (as root) or names (otherwise) the Debian packages we build against, once per build tree.
 deps: $(DEPS_STAMP)
@@ -70,6 +71,11 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/testutil.o $(STATIC_LIB) tests/testutil.h
 	$(CC) $(BASE_CFLAGS) -Ilib/core $< $(BUILD)/testutil.o $(STATIC_LIB) $(TEST_LIBS) $(DEP_LIBS) -o $@
 
 $(BUILD)/examples/%: examples/%.c $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $< $(STATIC_LIB) $(DEP_LIBS) -o $@
+
+# Tools that make data: the synthetic VOC dataset generator.
+$(BUILD)/tools/%: tools/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $< $(STATIC_LIB) $(DEP_LIBS) -o $@
 
@@ -108,7 +114,7 @@ fuzz:
 
 $(BUILD)/frcnn.pc: Makefile
 	@mkdir -p $(@D)
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: frcnn\nDescription: Faster R-CNN training and inference on the CPU\nVersion: %s\nRequires.private: openblas\nLibs: -L$${libdir} -lfrcnn\nLibs.private: -lm -lpthread\nCflags: -I$${includedir}\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: frcnn\nDescription: Faster R-CNN training and inference on the CPU\nVersion: %s\nRequires.private: openblas stb\nLibs: -L$${libdir} -lfrcnn\nLibs.private: -lm -lpthread\nCflags: -I$${includedir}\n' \
 		'$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' '$(VERSION)' > $@
 
 install: $(STATIC_LIB) $(SHARED_LIB) $(BUILD)/frcnn.pc

@@ -823,6 +823,12 @@ typedef struct frcnn_weights_report {
 FRCNN_API frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_model *model,
                                                frcnn_weights_report *report);
 
+/* The class names stored in a checkpoint (frcnn_train_state.class_names): names[0 .. n) receive pointers into buf
+ * (cap bytes, NUL-separated copies); n must be the configuration's num_classes. A file saved without class names:
+ * FRCNN_ERR_NOT_FOUND; buf too small: FRCNN_ERR_INVALID_ARG. */
+FRCNN_API frcnn_status frcnn_ckpt_read_class_names(frcnn_ctx *ctx, const char *path, char *buf, size_t cap,
+                                                   const char **names, int n);
+
 /* Checkpoint directories. Files are named "<prefix>-<iteration, 12 digits>.ckpt"; higher iteration = newer. */
 
 /* Writes the file name for an iteration into buf (cap bytes), e.g. "frcnn-000000010000.ckpt". */
@@ -858,6 +864,156 @@ typedef struct frcnn_ckpt_info {
 /* Header, configuration, counters and checksum status of a file, for tools. A file that does not verify still
  * returns FRCNN_OK with verified false when its header and tables can be read. */
 FRCNN_API frcnn_status frcnn_ckpt_info_read(frcnn_ctx *ctx, const char *path, frcnn_ckpt_info *info);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Images (lib/data/image.c, draw.c, prepare.c): 8-bit RGB pixels in memory. Files are decoded with stb_image
+ * (JPEG, PNG, BMP, GIF, TGA, PNM, PSD, HDR) and written with stb_image_write (PNG, JPEG).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* Files wider or taller than this are refused before their pixels are decoded. */
+#define FRCNN_IMAGE_MAX_SIDE 16384
+
+typedef struct frcnn_image frcnn_image;
+
+/* Decodes an image file into RGB: grayscale is replicated to the three channels, an alpha channel is dropped.
+ * A file that cannot be opened or read: FRCNN_ERR_IO; corrupt, truncated, unsupported or larger than
+ * FRCNN_IMAGE_MAX_SIDE: FRCNN_ERR_FORMAT. Either message names the file. Free with frcnn_image_free. */
+FRCNN_API frcnn_status frcnn_image_load(frcnn_ctx *ctx, const char *path, frcnn_image **out);
+/* Width and height from the file's header alone, without decoding the pixels. Errors as frcnn_image_load. */
+FRCNN_API frcnn_status frcnn_image_read_size(frcnn_ctx *ctx, const char *path, int *width, int *height);
+/* A black image of width x height (1 .. FRCNN_IMAGE_MAX_SIDE each). */
+FRCNN_API frcnn_status frcnn_image_create(frcnn_ctx *ctx, int width, int height, frcnn_image **out);
+FRCNN_API void frcnn_image_free(frcnn_image *image);
+FRCNN_API int frcnn_image_width(const frcnn_image *image);
+FRCNN_API int frcnn_image_height(const frcnn_image *image);
+/* height * width * 3 bytes, rows top to bottom, R G B per pixel; lives as long as the image. */
+FRCNN_API uint8_t *frcnn_image_pixels(const frcnn_image *image);
+/* Writes PNG or JPEG (quality 90), chosen by the extension of path (.png, .jpg, .jpeg, any case); another
+ * extension is FRCNN_ERR_INVALID_ARG. */
+FRCNN_API frcnn_status frcnn_image_save(frcnn_ctx *ctx, const char *path, const frcnn_image *image);
+
+/* Draws the outline of the box (x1, y1, x2, y2) (inclusive pixels), `thickness` pixels wide inward, in colour
+ * rgb. Parts outside the image are clipped; a box entirely outside draws nothing. */
+FRCNN_API void frcnn_image_draw_box(frcnn_image *image, float x1, float y1, float x2, float y2, int thickness,
+                                    const uint8_t rgb[3]);
+/* Draws text (printable ASCII; other bytes as '?') on a filled background, its top-left corner at (x, y), each
+ * font pixel `scale` x `scale` image pixels (scale >= 1). Clipped at the image border. */
+FRCNN_API void frcnn_image_draw_text(frcnn_image *image, int x, int y, const char *text, int scale,
+                                     const uint8_t fg[3], const uint8_t bg[3]);
+/* The size in image pixels frcnn_image_draw_text would cover, background included. */
+FRCNN_API void frcnn_image_text_size(const char *text, int scale, int *width, int *height);
+
+/* The size the model sees an image at (py-faster-rcnn prep_im_for_blob): scale = short_side / min(w, h), lowered
+ * to max_side / max(w, h) when the longer side would exceed max_side; the prepared size is round(w * scale) x
+ * round(h * scale). */
+FRCNN_API frcnn_status frcnn_image_prepared_size(frcnn_ctx *ctx, const frcnn_config *config, int width,
+                                                 int height, int *prepared_width, int *prepared_height,
+                                                 float *scale);
+/* Prepares an image for frcnn_model_train_step / frcnn_model_detect: resized to frcnn_image_prepared_size with
+ * bilinear interpolation (the sampling of OpenCV's INTER_LINEAR and PyTorch's bilinear, align_corners false),
+ * mirrored left-right when flip is true, channels reordered to B G R and normalised as (v - pixel_means[c]) /
+ * pixel_stds[c]. *out receives a new (1, 3, h, w) tensor (free with frcnn_tensor_free) and *scale the factor. */
+FRCNN_API frcnn_status frcnn_image_prepare(frcnn_ctx *ctx, const frcnn_config *config, const frcnn_image *image,
+                                           bool flip, frcnn_tensor **out, float *scale);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Datasets in Pascal VOC format (lib/data/voc.c, voc_xml.c): VOCdevkit/VOC<year>/{Annotations, JPEGImages,
+ * ImageSets/Main}, as released by the VOC challenge or written by annotation tools (LabelImg, CVAT).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* The 20 Pascal VOC classes in py-faster-rcnn's order (alphabetical, "aeroplane" .. "tvmonitor"), without the
+ * background. Static storage. */
+#define FRCNN_VOC_NUM_CLASSES 20
+FRCNN_API const char *const *frcnn_voc_class_names(void);
+
+typedef struct frcnn_voc_params {
+    const char *root;   /* a VOCdevkit folder holding VOC<year>/, or a VOC<year> folder itself */
+    const char *year;   /* "2007"; not used when root is the VOC<year> folder */
+    const char *split;  /* the image list ImageSets/Main/<split>.txt: "trainval", "test", ... */
+    /* Object classes without the background: class_names[0 .. n_classes), label = index + 1. NULL: the 20 VOC
+     * classes, or, with classes_from_annotations, every name found in the split's annotations, sorted by strcmp.
+     * An object whose class is not in the list is an error naming the file and the class. */
+    const char *const *class_names;
+    size_t n_classes;
+    bool classes_from_annotations;
+} frcnn_voc_params;
+
+/* root NULL (set it), year "2007", split "trainval", the 20 VOC classes. */
+FRCNN_API frcnn_voc_params frcnn_voc_params_default(void);
+
+typedef struct frcnn_dataset frcnn_dataset;
+
+/* An object: box in 0-based inclusive pixels of the original image (VOC's 1-based coordinates minus 1), class
+ * label in [1, num_classes), and VOC's difficult flag. */
+typedef struct frcnn_object {
+    float x1, y1, x2, y2;
+    int32_t label;
+    bool difficult;
+} frcnn_object;
+
+/* One image of a dataset. The pointers live as long as the dataset. */
+typedef struct frcnn_dataset_image {
+    const char *id;          /* e.g. "000005" */
+    const char *path;        /* the image file, e.g. ".../JPEGImages/000005.jpg" */
+    int width, height;       /* from the annotation, or the image header when the annotation has none */
+    const frcnn_object *objects; /* every object, difficult ones included */
+    size_t n_objects;
+} frcnn_dataset_image;
+
+/* Reads the split's image list and every annotation, and checks each image file exists. Tolerates what real files
+ * contain (extra elements, <part> boxes, decimal coordinates, missing <difficult>, boxes reaching past the image,
+ * which are clipped). A malformed annotation is FRCNN_ERR_FORMAT, a missing file FRCNN_ERR_IO or
+ * FRCNN_ERR_NOT_FOUND, each naming the file (and the line and the problem). Free with frcnn_dataset_free. */
+FRCNN_API frcnn_status frcnn_voc_open(frcnn_ctx *ctx, const frcnn_voc_params *params, frcnn_dataset **out);
+FRCNN_API void frcnn_dataset_free(frcnn_dataset *dataset);
+FRCNN_API size_t frcnn_dataset_size(const frcnn_dataset *dataset);
+/* Classes including the background at 0, i.e. n_classes + 1: the model's num_classes. */
+FRCNN_API int frcnn_dataset_num_classes(const frcnn_dataset *dataset);
+/* num_classes names, [0] = "__background__"; for frcnn_train_state.class_names. Live as long as the dataset. */
+FRCNN_API const char *const *frcnn_dataset_class_names(const frcnn_dataset *dataset);
+/* Image i in [0, size). */
+FRCNN_API frcnn_status frcnn_dataset_image_info(const frcnn_dataset *dataset, size_t i, frcnn_dataset_image *out);
+/* A fingerprint of the image ids, sizes, objects and class names, for frcnn_train_state.dataset_fingerprint: a
+ * resumed run refuses a dataset that changed under it. */
+FRCNN_API uint64_t frcnn_dataset_fingerprint(const frcnn_dataset *dataset);
+
+/* A training sample: image i loaded and prepared (frcnn_image_prepare, flipped when flip is true) into a new
+ * tensor *image (free with frcnn_tensor_free), its scale, and its ground truth in the prepared image's pixels
+ * (flipped too): boxes gt (capacity, 4) and labels (capacity). Difficult objects are left out unless
+ * keep_difficult. More objects than capacity: FRCNN_ERR_INVALID_ARG. */
+FRCNN_API frcnn_status frcnn_dataset_load_sample(frcnn_ctx *ctx, const frcnn_dataset *dataset, size_t i, bool flip,
+                                                 bool keep_difficult, const frcnn_config *config,
+                                                 frcnn_tensor **image, float *scale, float *gt, int32_t *labels,
+                                                 size_t capacity, size_t *n_gt);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Evaluation with the Pascal VOC metric (lib/data/voc_eval.c; py-faster-rcnn lib/datasets/voc_eval.py): per class,
+ * detections by descending score, each matched to the unmatched ground truth of its class and image with the
+ * highest IoU ("+1" pixels); a true positive when IoU > 0.5; a second match of a ground truth is a false positive;
+ * a match to a difficult one counts neither way. AP is the VOC2007 11-point interpolation or the VOC2010+ area under
+ * the precision envelope; mAP is the mean over classes that have at least one non-difficult object.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct frcnn_voc_eval frcnn_voc_eval;
+
+/* An evaluation of n_images images and num_classes classes (background included, as in the model). */
+FRCNN_API frcnn_status frcnn_voc_eval_create(frcnn_ctx *ctx, int num_classes, size_t n_images,
+                                             frcnn_voc_eval **out);
+FRCNN_API void frcnn_voc_eval_free(frcnn_voc_eval *eval);
+/* The ground truth of image i (set once per image; labels in [1, num_classes)). */
+FRCNN_API frcnn_status frcnn_voc_eval_set_truth(frcnn_voc_eval *eval, size_t image, const frcnn_object *objects,
+                                                size_t n);
+/* Adds detections of image i in original-image pixels (as frcnn_model_detect returns them). Ties in score are
+ * ranked by image index, then by the order added, so the result never depends on anything else. */
+FRCNN_API frcnn_status frcnn_voc_eval_add(frcnn_voc_eval *eval, size_t image, const frcnn_detection *dets,
+                                          size_t n);
+/* ap[num_classes] receives each class's AP (ap[0], the background, and classes without non-difficult objects:
+ * NaN); *map the mean over the others. use_07_metric: 11-point (VOC2007) instead of area (VOC2010+). */
+FRCNN_API frcnn_status frcnn_voc_eval_compute(frcnn_voc_eval *eval, bool use_07_metric, float *ap, float *map);
+/* Writes VOC's result files dir/comp4_det_<split>_<class>.txt, one per class: lines "image_id score x1 y1 x2 y2"
+ * with 1-based coordinates. image_ids[n_images], class_names[num_classes] ([0] unused). */
+FRCNN_API frcnn_status frcnn_voc_eval_write(frcnn_voc_eval *eval, const char *dir, const char *split,
+                                            const char *const *image_ids, const char *const *class_names);
 
 #ifdef __cplusplus
 }
