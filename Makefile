@@ -29,7 +29,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
-EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%) $(BUILD)/examples/train_voc
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
@@ -74,6 +74,11 @@ $(BUILD)/examples/%: examples/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $< $(STATIC_LIB) $(DEP_LIBS) -o $@
 
+# The trainer is an example too, in several files.
+$(BUILD)/examples/train_voc: $(wildcard examples/train_voc/*.c examples/train_voc/*.h) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(filter %.c,$^) $(STATIC_LIB) $(DEP_LIBS) -o $@
+
 # Tools that make data: the synthetic VOC dataset generator.
 $(BUILD)/tools/%: tools/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -86,9 +91,10 @@ $(BUILD)/bench/%: tests/bench/%.c tests/bench/bench_util.h $(STATIC_LIB)
 # Examples that check their own result run with the suite. Tests, demo and bench run with OpenBLAS's fast kernel
 # on CPUs its detection does not know (tools/blas-env.sh; a value already in the environment is kept).
 SELF_CHECKING_EXAMPLES := $(BUILD)/examples/tiny_classifier
+END_TO_END_TESTS := tests/e2e_train_voc.sh
 
 test: all $(TEST_BIN)
-	@env $$(sh tools/blas-env.sh) sh tests/run.sh $(TEST_BIN) $(SELF_CHECKING_EXAMPLES)
+	@env $$(sh tools/blas-env.sh) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN) $(SELF_CHECKING_EXAMPLES) $(END_TO_END_TESTS)
 
 # The main job on built-in data. Until the detector lands this trains the kernel-API classifier example.
 demo: all

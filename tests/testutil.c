@@ -164,6 +164,7 @@ frcnn_config tu_tiny_config(int h, int w, int rpn_channels, int fc_channels)
     c.num_classes = 4;
     c.short_side = h;
     c.max_side = w;
+    c.anchors.n_scales = 3;
     c.anchors.scales[0] = 2;
     c.anchors.scales[1] = 4;
     c.anchors.scales[2] = 8;

@@ -70,3 +70,41 @@ fail:
     frcnn__ckpt_reader_close(r);
     return st;
 }
+
+frcnn_status frcnn_ckpt_read_class_names(frcnn_ctx *ctx, const char *path, char *buf, size_t cap,
+                                         const char **names, int n)
+{
+    if (!ctx)
+        return FRCNN_ERR_INVALID_ARG;
+    if (!path || !buf || !names || n < 1)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "ckpt_read_class_names: %s",
+                            n < 1 ? "n must be at least 1" : "path, buf or names is NULL");
+    frcnn__ckpt_reader *r = NULL;
+    frcnn_status st = frcnn__ckpt_reader_open(ctx, path, &r);
+    if (st != FRCNN_OK)
+        return st;
+    size_t used = 0;
+    for (int i = 0; i < n && st == FRCNN_OK; i++) {
+        char key[64];
+        size_t len = 0;
+        snprintf(key, sizeof key, "classes.%d", i);
+        if (used >= cap) {
+            st = frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: class names need more than %zu bytes", path, cap);
+            break;
+        }
+        st = frcnn__ckpt_get_str(r, key, buf + used, cap - used, &len);
+        if (st == FRCNN_ERR_NOT_FOUND)
+            st = frcnn__error(ctx, FRCNN_ERR_NOT_FOUND, "%s: no class name '%s' (saved without class names?)", path,
+                              key);
+        else if (st == FRCNN_ERR_INVALID_ARG)
+            st = frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: class names need more than %zu bytes", path, cap);
+        else if (st != FRCNN_OK)
+            st = frcnn__error(ctx, FRCNN_ERR_FORMAT, "%s: '%s' is unreadable", path, key);
+        if (st == FRCNN_OK) {
+            names[i] = buf + used;
+            used += len + 1;
+        }
+    }
+    frcnn__ckpt_reader_close(r);
+    return st;
+}
