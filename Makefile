@@ -96,9 +96,10 @@ END_TO_END_TESTS := tests/e2e_train_voc.sh
 test: all $(TEST_BIN)
 	@env $$(sh tools/blas-env.sh) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN) $(SELF_CHECKING_EXAMPLES) $(END_TO_END_TESTS)
 
-# The main job on built-in data. Until the detector lands this trains the kernel-API classifier example.
+# The main job on built-in data: synthetic VOC data, training killed with SIGKILL and resumed, evaluation, pictures
+# (tools/demo.sh; DEMO_ITERS sets the length of training).
 demo: all
-	env $$(sh tools/blas-env.sh) $(BUILD)/examples/tiny_classifier
+	env $$(sh tools/blas-env.sh) BUILD=$(BUILD) sh tools/demo.sh
 
 sanitize:
 	$(MAKE) BUILD=build/sanitize CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test

@@ -267,6 +267,29 @@ FRCNN_API frcnn_status frcnn_relu_forward(frcnn_ctx *ctx, const frcnn_tensor *x,
 FRCNN_API frcnn_status frcnn_relu_backward(frcnn_ctx *ctx, const frcnn_tensor *y, const frcnn_tensor *dy,
                                            frcnn_tensor *dx);
 
+/* Group normalization (Wu & He 2018). x (n, c, h, w); gamma, beta (c); y (n, c, h, w), overwritten, and must not
+ * overlap x (backward needs x); mean, rstd (n, groups), overwritten with each (sample, group)'s statistics over its
+ * c / groups channels and all pixels, saved for backward; none may be NULL.
+ *   y = gamma[c] (x - mean[n, g]) rstd[n, g] + beta[c],   rstd = 1 / sqrt(var + eps)
+ * var is biased (divided by the count, as torch.nn.GroupNorm). Statistics are summed in double in a fixed order:
+ * results do not depend on the thread count. groups = c gives instance norm, groups = 1 layer norm. */
+typedef struct frcnn_groupnorm_params {
+    int groups; /* at least 1, dividing c (32 in the paper) */
+    float eps;  /* added to the variance: finite, > 0 */
+} frcnn_groupnorm_params;
+
+/* 32 groups, eps 1e-5 (the paper). */
+FRCNN_API frcnn_groupnorm_params frcnn_groupnorm_params_default(void);
+FRCNN_API frcnn_status frcnn_groupnorm_forward(frcnn_ctx *ctx, const frcnn_groupnorm_params *p, const frcnn_tensor *x,
+                                               const frcnn_tensor *gamma, const frcnn_tensor *beta, frcnn_tensor *y,
+                                               frcnn_tensor *mean, frcnn_tensor *rstd);
+/* x, gamma, and the mean and rstd forward saved; dy (n, c, h, w). Accumulates dx (n, c, h, w), dgamma and
+ * dbeta (c); each may be NULL when not needed. dx must not overlap x or dy. */
+FRCNN_API frcnn_status frcnn_groupnorm_backward(frcnn_ctx *ctx, const frcnn_groupnorm_params *p, const frcnn_tensor *x,
+                                                const frcnn_tensor *gamma, const frcnn_tensor *mean,
+                                                const frcnn_tensor *rstd, const frcnn_tensor *dy, frcnn_tensor *dx,
+                                                frcnn_tensor *dgamma, frcnn_tensor *dbeta);
+
 /* Max pooling over (n, c, h, w). Windows are clipped to the input (padding never wins the max).
  *   floor mode: oh = (h + 2 pad_h - kernel_h) / stride_h + 1
  *   ceil mode (Caffe, used by py-faster-rcnn's VGG16): oh = ceil((h + 2 pad_h - kernel_h) / stride_h) + 1, minus
@@ -508,6 +531,8 @@ typedef struct frcnn_config {
     float pixel_means[3];      /* subtracted from B, G, R in 0..255 (102.9801, 115.9465, 122.7717) */
     float pixel_stds[3];       /* then divided by these (1, 1, 1: Caffe's VGG16 uses raw 0..255 scale) */
     int frozen_convs;          /* the first convolutions that are not trained (4: conv1_x, conv2_x) */
+    int norm_groups;           /* > 0: GroupNorm with this many groups after each backbone convolution (0: none,
+                                  as the paper; small: see docs/model.md) */
     frcnn_anchor_params anchors;
     int feat_stride;           /* 16; must equal the backbone's */
     int rpn_channels;          /* the RPN's 3x3 conv (512) */
@@ -824,8 +849,10 @@ FRCNN_API frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path,
                                                frcnn_weights_report *report);
 
 /* The class names stored in a checkpoint (frcnn_train_state.class_names): names[0 .. n) receive pointers into buf
- * (cap bytes, NUL-separated copies); n must be the configuration's num_classes. A file saved without class names:
- * FRCNN_ERR_NOT_FOUND; buf too small: FRCNN_ERR_INVALID_ARG. */
+ * (cap bytes, NUL-separated copies); n must be the configuration's num_classes. n * FRCNN_MAX_CLASS_NAME bytes always
+ * suffice for files written from a VOC dataset. A file saved without class names: FRCNN_ERR_NOT_FOUND; buf too
+ * small: FRCNN_ERR_INVALID_ARG. */
+#define FRCNN_MAX_CLASS_NAME 128
 FRCNN_API frcnn_status frcnn_ckpt_read_class_names(frcnn_ctx *ctx, const char *path, char *buf, size_t cap,
                                                    const char **names, int n);
 
@@ -876,8 +903,10 @@ FRCNN_API frcnn_status frcnn_ckpt_info_read(frcnn_ctx *ctx, const char *path, fr
 typedef struct frcnn_image frcnn_image;
 
 /* Decodes an image file into RGB: grayscale is replicated to the three channels, an alpha channel is dropped.
- * A file that cannot be opened or read: FRCNN_ERR_IO; corrupt, truncated, unsupported or larger than
- * FRCNN_IMAGE_MAX_SIDE: FRCNN_ERR_FORMAT. Either message names the file. Free with frcnn_image_free. */
+ * A file that cannot be opened or read: FRCNN_ERR_IO; corrupt, truncated (PNG chunks and CRCs are checked),
+ * unsupported or larger than FRCNN_IMAGE_MAX_SIDE: FRCNN_ERR_FORMAT. Either message names the file. Free with
+ * frcnn_image_free. Thread-safe results; with several threads decoding bad files at once, stb_image's global failure
+ * reason may name another thread's problem in a message. */
 FRCNN_API frcnn_status frcnn_image_load(frcnn_ctx *ctx, const char *path, frcnn_image **out);
 /* Width and height from the file's header alone, without decoding the pixels. Errors as frcnn_image_load. */
 FRCNN_API frcnn_status frcnn_image_read_size(frcnn_ctx *ctx, const char *path, int *width, int *height);
@@ -892,8 +921,9 @@ FRCNN_API uint8_t *frcnn_image_pixels(const frcnn_image *image);
  * extension is FRCNN_ERR_INVALID_ARG. */
 FRCNN_API frcnn_status frcnn_image_save(frcnn_ctx *ctx, const char *path, const frcnn_image *image);
 
-/* Draws the outline of the box (x1, y1, x2, y2) (inclusive pixels), `thickness` pixels wide inward, in colour
- * rgb. Parts outside the image are clipped; a box entirely outside draws nothing. */
+/* Draws the outline of the box (x1, y1, x2, y2) (inclusive pixels, rounded to whole ones), `thickness` pixels wide
+ * inward (at least 1), in colour rgb. Parts outside the image are clipped; a box entirely outside, with a NaN
+ * coordinate or with x2 < x1 or y2 < y1 draws nothing. */
 FRCNN_API void frcnn_image_draw_box(frcnn_image *image, float x1, float y1, float x2, float y2, int thickness,
                                     const uint8_t rgb[3]);
 /* Draws text (printable ASCII; other bytes as '?') on a filled background, its top-left corner at (x, y), each
@@ -988,10 +1018,11 @@ FRCNN_API frcnn_status frcnn_dataset_load_sample(frcnn_ctx *ctx, const frcnn_dat
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Evaluation with the Pascal VOC metric (lib/data/voc_eval.c; py-faster-rcnn lib/datasets/voc_eval.py): per class,
- * detections by descending score, each matched to the unmatched ground truth of its class and image with the
- * highest IoU ("+1" pixels); a true positive when IoU > 0.5; a second match of a ground truth is a false positive;
- * a match to a difficult one counts neither way. AP is the VOC2007 11-point interpolation or the VOC2010+ area under
- * the precision envelope; mAP is the mean over classes that have at least one non-difficult object.
+ * detections by descending score, each compared with the ground truth of its class and image of highest IoU ("+1"
+ * pixels): a true positive when IoU > 0.5 and that ground truth is not matched yet, a false positive when it is
+ * (even if another one overlaps enough) or when IoU <= 0.5; a match to a difficult one counts neither way. AP is the
+ * VOC2007 11-point interpolation (thresholds i * 0.1 as numpy computes them) or the VOC2010+ area under the precision
+ * envelope; mAP is the mean over classes that have at least one non-difficult object.
  * ------------------------------------------------------------------------------------------------------------- */
 
 typedef struct frcnn_voc_eval frcnn_voc_eval;
@@ -1000,7 +1031,8 @@ typedef struct frcnn_voc_eval frcnn_voc_eval;
 FRCNN_API frcnn_status frcnn_voc_eval_create(frcnn_ctx *ctx, int num_classes, size_t n_images,
                                              frcnn_voc_eval **out);
 FRCNN_API void frcnn_voc_eval_free(frcnn_voc_eval *eval);
-/* The ground truth of image i (set once per image; labels in [1, num_classes)). */
+/* The ground truth of image i: set exactly once per image, with n 0 for an image without objects (a second call is
+ * FRCNN_ERR_STATE); labels in [1, num_classes). */
 FRCNN_API frcnn_status frcnn_voc_eval_set_truth(frcnn_voc_eval *eval, size_t image, const frcnn_object *objects,
                                                 size_t n);
 /* Adds detections of image i in original-image pixels (as frcnn_model_detect returns them). Ties in score are
@@ -1008,10 +1040,12 @@ FRCNN_API frcnn_status frcnn_voc_eval_set_truth(frcnn_voc_eval *eval, size_t ima
 FRCNN_API frcnn_status frcnn_voc_eval_add(frcnn_voc_eval *eval, size_t image, const frcnn_detection *dets,
                                           size_t n);
 /* ap[num_classes] receives each class's AP (ap[0], the background, and classes without non-difficult objects:
- * NaN); *map the mean over the others. use_07_metric: 11-point (VOC2007) instead of area (VOC2010+). */
+ * NaN); *map the mean over the others. use_07_metric: 11-point (VOC2007) instead of area (VOC2010+). An image whose
+ * truth was never set is FRCNN_ERR_STATE naming it: its detections would silently count as false positives. */
 FRCNN_API frcnn_status frcnn_voc_eval_compute(frcnn_voc_eval *eval, bool use_07_metric, float *ap, float *map);
-/* Writes VOC's result files dir/comp4_det_<split>_<class>.txt, one per class: lines "image_id score x1 y1 x2 y2"
- * with 1-based coordinates. image_ids[n_images], class_names[num_classes] ([0] unused). */
+/* Writes VOC's result files dir/comp4_det_<split>_<class>.txt, one per class (empty ones too), each complete or
+ * absent (written as .tmp and renamed): lines "image_id score x1 y1 x2 y2" with 1-based coordinates, in image order.
+ * image_ids[n_images], class_names[num_classes] ([0] unused); names must not contain '/'. */
 FRCNN_API frcnn_status frcnn_voc_eval_write(frcnn_voc_eval *eval, const char *dir, const char *split,
                                             const char *const *image_ids, const char *const *class_names);
 

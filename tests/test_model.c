@@ -189,7 +189,8 @@ typedef struct grad_case {
     frcnn_model *m;
     frcnn_input in;
     const scene *s;
-    bool rpn; /* which losses */
+    bool rpn;   /* which losses */
+    bool total; /* all four (for the backbone, which receives the gradients of both heads) */
 } grad_case;
 
 static double step_loss(void *state)
@@ -202,6 +203,8 @@ static double step_loss(void *state)
     if (st != FRCNN_OK)
         print_error("%s\n", frcnn_ctx_last_error(gc->ctx));
     assert_int_equal(st, FRCNN_OK);
+    if (gc->total)
+        return (double)l.rpn_cls + l.rpn_box + l.cls + l.box;
     return gc->rpn ? (double)l.rpn_cls + l.rpn_box : (double)l.cls + l.box;
 }
 
@@ -242,7 +245,7 @@ static void test_head_gradients(void **state)
     assert_int_equal(frcnn_model_find_param(m, "rpn.head.conv.weight", &conv), FRCNN_OK);
     for (size_t i = 0; i < frcnn_tensor_numel(conv.value); i++)
         frcnn_tensor_data(conv.value)[i] *= 10.0f;
-    grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true};
+    grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true, false};
     check_param_grad(&gc, "rpn.head.bbox_pred.weight", 8);
     check_param_grad(&gc, "rpn.head.cls_logits.bias", 8);
     check_param_grad(&gc, "rpn.head.conv.weight", 8);
@@ -253,6 +256,112 @@ static void test_head_gradients(void **state)
     check_param_grad(&gc, "roi_heads.box_head.fc6.weight", 8);
     frcnn_tensor_free(s.image);
     frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
+/* The backbone, with GroupNorm: through the stage API, a smooth loss of the RPN outputs alone, sum(logits * r1) +
+ * sum(deltas * r2), is differentiated by rpn_backward + backbone_backward and by finite differences. (The full
+ * step's losses would not do: which proposals and RoIs are chosen jumps with the backbone's weights.) */
+typedef struct backbone_case {
+    frcnn_ctx *ctx;
+    frcnn_model *m;
+    frcnn_input in;
+    float *r;  /* upstream gradients: (n, 2) for the logits, then (n, 4) for the deltas */
+    bool backward;
+} backbone_case;
+
+static double backbone_loss(void *state)
+{
+    backbone_case *bc = state;
+    const frcnn_tensor *feature;
+    frcnn_rpn_outputs rpn;
+    assert_int_equal(frcnn_model_stage_begin(bc->m, &bc->in, true), FRCNN_OK);
+    assert_int_equal(frcnn_model_backbone_forward(bc->m, &feature), FRCNN_OK);
+    assert_int_equal(frcnn_model_rpn_forward(bc->m, &rpn), FRCNN_OK);
+    double loss = tu_dot(frcnn_tensor_data(rpn.logits), bc->r, 2 * rpn.n) +
+                  tu_dot(frcnn_tensor_data(rpn.deltas), bc->r + 2 * rpn.n, 4 * rpn.n);
+    if (bc->backward) {
+        int64_t d2[2] = {(int64_t)rpn.n, 2}, d4[2] = {(int64_t)rpn.n, 4};
+        frcnn_tensor *dl, *dd;
+        assert_int_equal(frcnn_tensor_wrap(bc->ctx, bc->r, 2, d2, &dl), FRCNN_OK);
+        assert_int_equal(frcnn_tensor_wrap(bc->ctx, bc->r + 2 * rpn.n, 2, d4, &dd), FRCNN_OK);
+        assert_int_equal(frcnn_model_rpn_backward(bc->m, dl, dd), FRCNN_OK);
+        assert_int_equal(frcnn_model_backbone_backward(bc->m), FRCNN_OK);
+        frcnn_tensor_free(dl);
+        frcnn_tensor_free(dd);
+    }
+    return loss;
+}
+
+static void check_backbone_grad(backbone_case *bc, const char *name, size_t count)
+{
+    frcnn_param p;
+    assert_int_equal(frcnn_model_find_param(bc->m, name, &p), FRCNN_OK);
+    frcnn_model_zero_grad(bc->m);
+    bc->backward = true;
+    backbone_loss(bc);
+    bc->backward = false;
+    size_t n = frcnn_tensor_numel(p.value);
+    float *analytic = malloc(n * sizeof(float));
+    memcpy(analytic, frcnn_tensor_data(p.grad), n * sizeof(float));
+    float *v = frcnn_tensor_data(p.value);
+    frcnn_rng pick;
+    frcnn_rng_seed(&pick, n + 1);
+    for (size_t k = 0; k < count; k++) {
+        size_t i = (size_t)frcnn_rng_below(&pick, n);
+        tu_gradcheck(name, backbone_loss, bc, &v[i], &analytic[i], 1, 2e-3f, 2e-4, 2e-2);
+    }
+    free(analytic);
+}
+
+static void test_backbone_gradients(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    for (int groups = 0; groups <= 8; groups += 8) {
+        frcnn_config c = tiny_config();
+        c.norm_groups = groups;
+        frcnn_model *m = make_model(ctx, &c, 12);
+        if (groups) {
+            frcnn_param p;
+            assert_int_equal(frcnn_model_find_param(m, "backbone.norm.4.weight", &p), FRCNN_OK);
+            assert_true(p.is_bias); /* no weight decay on normalisation parameters */
+            assert_true(frcnn_tensor_data(p.value)[0] == 1.0f);
+            assert_int_equal(frcnn_model_find_param(m, "backbone.norm.0.bias", &p), FRCNN_OK);
+            assert_int_equal(frcnn_tensor_dim(p.value, 0), 32);
+        }
+        const float boxes[4] = {20, 16, 75, 70};
+        const int32_t labels[1] = {1};
+        scene s;
+        make_scene(ctx, &s, 9, boxes, labels, 1);
+        frcnn_rpn_outputs rpn;
+        const frcnn_tensor *feature;
+        backbone_case bc = {ctx, m, {s.image, 1.0f}, NULL, false};
+        assert_int_equal(frcnn_model_stage_begin(m, &bc.in, true), FRCNN_OK);
+        assert_int_equal(frcnn_model_backbone_forward(m, &feature), FRCNN_OK);
+        assert_int_equal(frcnn_model_rpn_forward(m, &rpn), FRCNN_OK);
+        /* A few non-zero upstream gradients: a sum over every anchor would bury the finite differences in the
+         * float rounding of thousands of outputs. */
+        bc.r = calloc(6 * rpn.n, sizeof(float));
+        frcnn_rng pick;
+        frcnn_rng_seed(&pick, 5);
+        for (int k = 0; k < 24; k++)
+            bc.r[frcnn_rng_below(&pick, 6 * rpn.n)] = frcnn_rng_uniform(&pick) * 2.0f - 1.0f;
+        check_backbone_grad(&bc, "backbone.features.12.weight", 6);
+        check_backbone_grad(&bc, "backbone.features.9.bias", 4);
+        if (groups) {
+            check_backbone_grad(&bc, "backbone.norm.4.weight", 6);
+            check_backbone_grad(&bc, "backbone.norm.4.bias", 4);
+            check_backbone_grad(&bc, "backbone.norm.2.weight", 4);
+        }
+        free(bc.r);
+        frcnn_tensor_free(s.image);
+        frcnn_model_free(m);
+    }
+    frcnn_config c = tiny_config();
+    frcnn_model *m = NULL;
+    c.norm_groups = 6; /* does not divide 32 */
+    tu_expect_error_msg(ctx, frcnn_model_create(ctx, &c, 1, &m), FRCNN_ERR_INVALID_ARG, "norm_groups");
     frcnn_ctx_free(ctx);
 }
 
@@ -489,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_presets_and_params),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_head_gradients),
+        cmocka_unit_test(test_backbone_gradients),
         cmocka_unit_test(test_stage_api),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_overfit_detects_every_object),

@@ -26,6 +26,9 @@ static const char usage[] =
     "  --preset small|vgg16  small (default): CPU-sized network trained from scratch; vgg16: the paper's\n"
     "  --short-side N --max-side N     input scale (small 320/544, vgg16 600/1000)\n"
     "  --anchor-scales A,B,..          anchor sizes in units of 16 px (small 2,4,8,16; vgg16 8,16,32)\n"
+    "  --roi-batch N         RoIs sampled per image for the head (128)\n"
+    "  --fc N                width of fc6 and fc7 (small 1024, vgg16 4096)\n"
+    "  --norm-groups G       GroupNorm after each backbone convolution with G groups; 0: none\n"
     "  --init-weights FILE   start from these weights (pretrained or an earlier run), counters at zero\n"
     "optimization\n"
     "  --iters N | --epochs E          length of training (small 20000, vgg16 70000 iterations)\n"
@@ -116,6 +119,7 @@ static void set_defaults(train_options *o)
     o->save_minutes = 10;
     o->keep = 3;
     o->print_every = 20;
+    o->norm_groups = -1;
 }
 
 int options_parse(int argc, char **argv, train_options *o)
@@ -189,6 +193,12 @@ int options_parse(int argc, char **argv, train_options *o)
             o->short_side = (int)n;
         else if (!strcmp(a, "--max-side") && parse_i64(v, 32, &n) && n <= 8192)
             o->max_side = (int)n;
+        else if (!strcmp(a, "--roi-batch") && parse_i64(v, 1, &n) && n <= 4096)
+            o->roi_batch = (int)n;
+        else if (!strcmp(a, "--fc") && parse_i64(v, 1, &n) && n <= 65536)
+            o->fc_channels = (int)n;
+        else if (!strcmp(a, "--norm-groups") && parse_i64(v, 0, &n) && n <= 64)
+            o->norm_groups = (int)n;
         else if (!strcmp(a, "--lr-steps") && (o->n_lr_steps = parse_list(v, list, FRCNN_MAX_LR_MILESTONES)) >= 0)
             for (int k = 0; k < o->n_lr_steps; k++)
                 o->lr_steps[k] = (int64_t)list[k];
@@ -234,6 +244,12 @@ frcnn_config options_config(const train_options *o, int num_classes)
         c.short_side = o->short_side;
     if (o->max_side)
         c.max_side = o->max_side;
+    if (o->roi_batch)
+        c.roi_targets.batch_size = o->roi_batch;
+    if (o->fc_channels)
+        c.fc_channels = o->fc_channels;
+    if (o->norm_groups >= 0)
+        c.norm_groups = o->norm_groups;
     if (o->n_anchor_scales) {
         c.anchors.n_scales = o->n_anchor_scales;
         memcpy(c.anchors.scales, o->anchor_scales, sizeof(float) * (size_t)o->n_anchor_scales);

@@ -1,8 +1,15 @@
-/* The backbone's forward and backward passes: 3x3 convolutions with ReLU and 2x2 ceil-mode max-pools, over the
- * planned buffers; backward stops at the first trainable layer. */
+/* The backbone's forward and backward passes: 3x3 convolutions, GroupNorm when configured, ReLU and 2x2 ceil-mode
+ * max-pools, over the planned buffers; backward stops at the first trainable layer. */
 #include "model_internal.h"
 
 static const frcnn_conv2d_params conv3x3 = {1, 1, 1, 1};
+
+static frcnn_groupnorm_params norm_params(const frcnn_model *m)
+{
+    frcnn_groupnorm_params p = frcnn_groupnorm_params_default();
+    p.groups = m->cfg.norm_groups;
+    return p;
+}
 
 static frcnn_maxpool_params pool2x2(void)
 {
@@ -23,12 +30,17 @@ frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, 
 {
     frcnn_ctx *ctx = m->ctx;
     frcnn_maxpool_params pool = pool2x2();
+    frcnn_groupnorm_params norm = norm_params(m);
     frcnn_status st = FRCNN_OK;
     for (int i = 0; i < m->n_convs && st == FRCNN_OK; i++) {
         const frcnn__conv_layer *l = &m->convs[i];
-        frcnn_tensor *out = &m->a.out[i];
+        frcnn_tensor *out = &m->a.out[i], *conv = l->norm >= 0 ? &m->a.conv[i] : out;
         st = frcnn_conv2d_forward(ctx, &conv3x3, layer_input(m, image, i), frcnn__param_value(m, l->weight),
-                                  frcnn__param_value(m, l->weight + 1), out, m->conv_ws, m->conv_ws_bytes);
+                                  frcnn__param_value(m, l->weight + 1), conv, m->conv_ws, m->conv_ws_bytes);
+        if (st == FRCNN_OK && l->norm >= 0)
+            st = frcnn_groupnorm_forward(ctx, &norm, conv, frcnn__param_value(m, l->norm),
+                                         frcnn__param_value(m, l->norm + 1), out, &m->a.norm_mean[i],
+                                         &m->a.norm_rstd[i]);
         if (st == FRCNN_OK)
             st = frcnn_relu_forward(ctx, out, out);
         if (st == FRCNN_OK && l->pool_after)
@@ -42,6 +54,7 @@ frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
 {
     frcnn_ctx *ctx = m->ctx;
     frcnn_maxpool_params pool = pool2x2();
+    frcnn_groupnorm_params norm = norm_params(m);
     float *grad = m->a.grad_a_mem, *spare = m->a.grad_b_mem; /* grad: d(final output of layer i) */
     frcnn_status st = FRCNN_OK;
     for (int i = m->n_convs - 1; i >= m->cfg.frozen_convs && st == FRCNN_OK; i--) {
@@ -63,6 +76,18 @@ frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
         }
         if (st == FRCNN_OK)
             st = frcnn_relu_backward(ctx, out, &d_out, &d_out); /* in place: gates d_out */
+        if (st == FRCNN_OK && l->norm >= 0) { /* d_out becomes the convolution output's gradient, in spare */
+            frcnn__view d_conv;
+            frcnn__view_set(&d_conv, spare, 4, 1, out->dims[1], out->dims[2], out->dims[3]);
+            frcnn_tensor_zero(&d_conv);
+            st = frcnn_groupnorm_backward(ctx, &norm, &m->a.conv[i], frcnn__param_value(m, l->norm),
+                                          &m->a.norm_mean[i], &m->a.norm_rstd[i], &d_out, &d_conv,
+                                          frcnn__param_grad(m, l->norm), frcnn__param_grad(m, l->norm + 1));
+            d_out = d_conv;
+            float *t = grad;
+            grad = spare;
+            spare = t;
+        }
         const frcnn_tensor *x = layer_input(m, image, i);
         frcnn__view dx;
         bool need_dx = i > m->cfg.frozen_convs;

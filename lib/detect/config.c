@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <string.h>
 
 const char *frcnn_backbone_name(frcnn_backbone backbone)
 {
@@ -16,6 +17,7 @@ const char *frcnn_backbone_name(frcnn_backbone backbone)
 frcnn_config frcnn_config_vgg16(void)
 {
     frcnn_config c;
+    memset(&c, 0, sizeof c); /* padding and any field added later start at 0 */
     c.backbone = FRCNN_BACKBONE_VGG16;
     c.num_classes = 21;
     c.short_side = 600; /* __C.TRAIN.SCALES = (600,) */
@@ -25,6 +27,7 @@ frcnn_config frcnn_config_vgg16(void)
     c.pixel_means[2] = 122.7717f;
     c.pixel_stds[0] = c.pixel_stds[1] = c.pixel_stds[2] = 1.0f;
     c.frozen_convs = 4; /* conv1_x and conv2_x: lr_mult 0 in train.prototxt */
+    c.norm_groups = 0;  /* VGG16 has no normalisation layers */
     c.anchors = frcnn_anchor_params_default();
     c.feat_stride = 16;
     c.rpn_channels = 512;
@@ -95,6 +98,11 @@ frcnn_status frcnn_config_validate(frcnn_ctx *ctx, const frcnn_config *c)
     if (c->frozen_convs < 0 || c->frozen_convs > convs)
         BAD("frozen_convs %d, the %s backbone has %d convolutions", c->frozen_convs,
             frcnn_backbone_name(c->backbone), convs);
+    /* Every width is a multiple of the first (small 32, vgg16 64), so dividing it divides them all. */
+    const int first_width = c->backbone == FRCNN_BACKBONE_VGG16 ? 64 : 32;
+    if (c->norm_groups < 0 || (c->norm_groups > 0 && first_width % c->norm_groups != 0))
+        BAD("norm_groups %d, expected 0 (none) or a divisor of %d, the first convolution's width", c->norm_groups,
+            first_width);
     if (c->anchors.n_ratios < 1 || c->anchors.n_ratios > FRCNN_MAX_ANCHOR_SHAPES || c->anchors.n_scales < 1 ||
         c->anchors.n_scales > FRCNN_MAX_ANCHOR_SHAPES)
         BAD("anchors: %d ratios and %d scales, expected 1 to %d each", c->anchors.n_ratios, c->anchors.n_scales,

@@ -85,6 +85,9 @@ static void init_params(frcnn_model *m, uint64_t seed)
             std = sqrtf(2.0f / (float)(p->value->numel / (size_t)p->value->dims[0]));
         frcnn_rng_fill_normal(&rng, p->value, 0.0f, std);
     }
+    for (int i = 0; i < m->n_convs; i++) /* GroupNorm starts as the identity on normalised values */
+        if (m->convs[i].norm >= 0)
+            frcnn_tensor_fill(m->params[m->convs[i].norm].value, 1.0f);
 }
 
 static frcnn_status build_params(frcnn_model *m)
@@ -93,7 +96,7 @@ static frcnn_status build_params(frcnn_model *m)
     const int *channels = c->backbone == FRCNN_BACKBONE_VGG16 ? vgg16_channels : small_channels;
     const bool *pool = c->backbone == FRCNN_BACKBONE_VGG16 ? vgg16_pool : small_pool;
     m->n_convs = c->backbone == FRCNN_BACKBONE_VGG16 ? 13 : 5;
-    size_t slots = 2 * (size_t)m->n_convs + 14;
+    size_t slots = 4 * (size_t)m->n_convs + 14;
     m->params = frcnn__alloc(m->ctx, slots * sizeof *m->params);
     if (!m->params)
         return FRCNN_ERR_NO_MEMORY;
@@ -109,6 +112,15 @@ static frcnn_status build_params(frcnn_model *m)
         snprintf(prefix, sizeof prefix, "backbone.features.%d", module);
         int64_t dims[4] = {l->cout, l->cin, 3, 3};
         st = add_param(m, prefix, 4, dims, l->cout, i >= c->frozen_convs, &l->weight);
+        l->norm = -1;
+        if (c->norm_groups > 0 && st == FRCNN_OK) {
+            /* Scale and shift: trained like biases (no weight decay), as is usual for normalisation layers. */
+            int64_t width = l->cout;
+            snprintf(prefix, sizeof prefix, "backbone.norm.%d", i);
+            st = add_param(m, prefix, 1, &width, l->cout, i >= c->frozen_convs, &l->norm);
+            if (st == FRCNN_OK)
+                m->params[l->norm].is_bias = true;
+        }
         module += l->pool_after ? 3 : 2;
         cin = l->cout;
     }
@@ -174,6 +186,7 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     int first_kept = train ? cfg->frozen_convs : m->n_convs; /* layers from here on keep their outputs */
     size_t shared_size = 0, grad_size = 0;
     int ch = h, cw = w;
+    const int groups = cfg->norm_groups;
     for (int i = 0; i < m->n_convs; i++) {
         size_t out = (size_t)m->convs[i].cout * (size_t)ch * (size_t)cw;
         size_t pooled = m->convs[i].pool_after ? (size_t)m->convs[i].cout * ceil_half(ch) * ceil_half(cw) : 0;
@@ -202,7 +215,14 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     for (int i = 0; i < m->n_convs; i++) {
         const frcnn__conv_layer *l = &m->convs[i];
         size_t out = (size_t)l->cout * (size_t)ch * (size_t)cw;
-        float *mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, out);
+        float *mem;
+        if (groups > 0) { /* the convolution writes here, GroupNorm reads it into out */
+            mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, out);
+            frcnn__view_set(&a->conv[i], mem, 4, 1, l->cout, ch, cw);
+            carve_view(c, &a->norm_mean[i], 2, 1, groups, 0, 0);
+            carve_view(c, &a->norm_rstd[i], 2, 1, groups, 0, 0);
+        }
+        mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, out);
         frcnn__view_set(&a->out[i], mem, 4, 1, l->cout, ch, cw);
         a->pool_argmax[i] = NULL;
         if (l->pool_after) {

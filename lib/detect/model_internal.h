@@ -14,12 +14,13 @@ typedef struct frcnn__param_slot {
     bool is_bias, trainable;
 } frcnn__param_slot;
 
-/* One backbone stage: 3x3 convolution (padding 1) + ReLU, optionally followed by a 2x2 / stride 2 max-pool in
- * Caffe's ceil mode. */
+/* One backbone stage: 3x3 convolution (padding 1), GroupNorm when configured, ReLU, optionally followed by a
+ * 2x2 / stride 2 max-pool in Caffe's ceil mode. */
 typedef struct frcnn__conv_layer {
     int cin, cout;
     bool pool_after;
     int weight; /* index of the weight in the parameter table; the bias follows it */
+    int norm;   /* index of the GroupNorm scale (its shift follows), or -1 */
 } frcnn__conv_layer;
 
 /* Indices of the head parameters (weights; each bias follows its weight). */
@@ -36,6 +37,8 @@ typedef struct frcnn__acts {
     int fh, fw;                             /* feature map */
     size_t anchors_n;                       /* fh * fw * A */
     frcnn__view out[FRCNN__MAX_CONVS];      /* post-ReLU conv outputs (frozen layers share two buffers) */
+    frcnn__view conv[FRCNN__MAX_CONVS];     /* with GroupNorm: the convolution's output, normalised into out */
+    frcnn__view norm_mean[FRCNN__MAX_CONVS], norm_rstd[FRCNN__MAX_CONVS]; /* (1, groups) */
     frcnn__view pooled[FRCNN__MAX_CONVS];   /* after the max-pool, when there is one */
     int32_t *pool_argmax[FRCNN__MAX_CONVS];
     frcnn__view grad_a, grad_b;             /* backbone gradient ping-pong, sized per use */

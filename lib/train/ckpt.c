@@ -16,10 +16,12 @@ typedef struct config_field {
     const char *key;
     bool is_float;
     size_t offset;
+    bool added; /* since format 1.0: files without it get 0, which is what they were trained with */
 } config_field;
 
-#define CI(key, member) {"config." key, false, offsetof(frcnn_config, member)}
-#define CF(key, member) {"config." key, true, offsetof(frcnn_config, member)}
+#define CI(key, member) {"config." key, false, offsetof(frcnn_config, member), false}
+#define CF(key, member) {"config." key, true, offsetof(frcnn_config, member), false}
+#define CI_ADDED(key, member) {"config." key, false, offsetof(frcnn_config, member), true}
 
 static const config_field config_fields[] = {
     CI("backbone", backbone), CI("num_classes", num_classes), CI("short_side", short_side),
@@ -54,6 +56,7 @@ static const config_field config_fields[] = {
     CF("roi_targets.stds.3", roi_targets.stds[3]), CI("max_gt_boxes", max_gt_boxes), CI("pooled_size", pooled_size),
     CI("fc_channels", fc_channels), CF("dropout", dropout), CF("head_sigma", head_sigma),
     CF("score_threshold", score_threshold), CF("test_nms_iou", test_nms_iou), CI("max_detections", max_detections),
+    CI_ADDED("norm_groups", norm_groups),
 };
 
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
@@ -255,6 +258,10 @@ static frcnn_status read_config_fields(frcnn_ctx *ctx, frcnn__ckpt_reader *r, co
     for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
         double v;
         frcnn_status st = frcnn__ckpt_get_f64(r, config_fields[i].key, &v);
+        if (st == FRCNN_ERR_NOT_FOUND && config_fields[i].added) {
+            v = 0;
+            st = FRCNN_OK;
+        }
         if (st != FRCNN_OK)
             return frcnn__error(ctx, st == FRCNN_ERR_NOT_FOUND ? FRCNN_ERR_FORMAT : st, "%s: '%s' %s", path,
                                 config_fields[i].key, st == FRCNN_ERR_NOT_FOUND ? "is missing" : "is unreadable");
