@@ -2,7 +2,8 @@
 # End-to-end test of examples/train_voc on a tiny synthetic VOC set: a run killed with SIGKILL (twice, at moments
 # that vary from run to run) and started again with the same command must end with the same checkpoint, byte for
 # byte, and the same per-iteration log as an uninterrupted run. Also: a finished run rerun says so, --no-resume
-# refuses to start over checkpoints, a missing checkpoint folder is refused. Exit status 0 = passed.
+# refuses to start over checkpoints, a missing checkpoint folder is refused, SIGTERM saves and exits 0, a corrupt
+# image stops the run (or is skipped when asked), and eval_voc and detect work on the result. Exit status 0 = passed.
 set -u
 BUILD=${BUILD:-build}
 train=$BUILD/examples/train_voc
@@ -61,5 +62,34 @@ grep -q "already finished" "$tmp/again.out" || fail "a finished run rerun did no
 grep -q "holds checkpoints" "$tmp/noresume.out" || fail "--no-resume message"
 "$train" "$@" --ckpt-dir "$tmp/missing/dir" >"$tmp/missing.out" 2>&1 && fail "missing checkpoint folder accepted"
 [ ! -e "$tmp/missing" ] || fail "train_voc created a missing checkpoint folder"
+
+# SIGTERM (Colab's "interrupt", a shutdown): the step finishes, a checkpoint is saved, exit status 0.
+mkdir "$tmp/term"
+"$train" "$@" --ckpt-dir "$tmp/term" >"$tmp/term.out" 2>&1 &
+pid=$!
+i=0
+while [ ! -f "$tmp/term/frcnn-000000000008.ckpt" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
+kill -TERM "$pid"
+wait "$pid" || fail "SIGTERM: exit status $?"
+grep -q "saving and stopping" "$tmp/term.out" || fail "SIGTERM did not save"
+stopped=$(sed -n 's/.* received at iteration \([0-9]*\);.*/\1/p' "$tmp/term.out")
+[ -f "$tmp/term/frcnn-$(printf %012d "$stopped").ckpt" ] || fail "no checkpoint of iteration $stopped after SIGTERM"
+
+# An unreadable image stops the run naming it, unless --skip-bad-images.
+cp -r "$tmp/VOC2007" "$tmp/bad" && mkdir "$tmp/badckpt" && echo "not a jpeg" >"$tmp/bad/JPEGImages/000001.jpg"
+"$train" "$@" --voc-root "$tmp/bad" --ckpt-dir "$tmp/badckpt" >"$tmp/bad.out" 2>&1 && fail "a corrupt image was accepted"
+grep -q "000001.jpg" "$tmp/bad.out" || fail "the corrupt image is not named"
+"$train" "$@" --voc-root "$tmp/bad" --ckpt-dir "$tmp/badckpt" --skip-bad-images >"$tmp/skip.out" 2>&1 ||
+    fail "--skip-bad-images"
+grep -q "warning: skipping: .*000001.jpg" "$tmp/skip.out" || fail "--skip-bad-images did not warn"
+
+# The trained checkpoint evaluates and draws.
+"$BUILD/examples/eval_voc" --voc-root "$tmp" --ckpt "$tmp/killed/$last" --split test --out "$tmp" --quiet \
+    >"$tmp/eval.out" 2>&1 || fail "eval_voc"
+grep -q "^mAP07 [0-9.]* mAP10 [0-9.]*$" "$tmp/eval.out" || fail "eval_voc output"
+[ "$(ls "$tmp"/comp4_det_test_*.txt | wc -l)" -eq 6 ] || fail "eval_voc result files"
+"$BUILD/examples/detect" --ckpt "$tmp/killed/$last" --out "$tmp" --threshold 0 --quiet \
+    "$tmp/VOC2007/JPEGImages/000013.jpg" >"$tmp/detect.out" 2>&1 || fail "detect"
+[ -s "$tmp/000013.det.jpg" ] || fail "detect wrote no picture"
 
 echo "e2e_train_voc: passed (2 SIGKILLs, 4 checkpoints and the log identical to an uninterrupted run)"

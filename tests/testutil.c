@@ -170,6 +170,7 @@ frcnn_config tu_tiny_config(int h, int w, int rpn_channels, int fc_channels)
     c.anchors.scales[2] = 8;
     c.rpn_channels = rpn_channels;
     c.fc_channels = fc_channels;
+    c.dropout = 0.5f; /* the small preset has none; tests keep the paper's so that its masks are exercised */
     c.roi_targets.batch_size = 64;
     c.train_proposals.pre_nms_top_n = 1000;
     c.train_proposals.post_nms_top_n = 200;

@@ -41,7 +41,7 @@ void tu_gradcheck(const char *what, tu_loss_fn loss, void *state, float *param, 
                   float eps, double atol, double rtol);
 
 /* A detector configuration small enough for tests: the small backbone at h x w with anchors of 32..128 px,
- * num_classes 4, the given RPN and fc widths, 64 RoIs, proposals 1000/200 (train) and 500/100 (test). */
+ * num_classes 4, the given RPN and fc widths, dropout 0.5, 64 RoIs, proposals 1000/200 (train) and 500/100 (test). */
 frcnn_config tu_tiny_config(int h, int w, int rpn_channels, int fc_channels);
 
 /* A fresh directory /tmp/frcnn-<what>-XXXXXX written into dir (cap >= 64), and its recursive removal (files and

@@ -29,6 +29,7 @@ static const char usage[] =
     "  --roi-batch N         RoIs sampled per image for the head (128)\n"
     "  --fc N                width of fc6 and fc7 (small 1024, vgg16 4096)\n"
     "  --norm-groups G       GroupNorm after each backbone convolution with G groups; 0: none\n"
+    "  --dropout P           dropout after fc6 and fc7 (0.5)\n"
     "  --init-weights FILE   start from these weights (pretrained or an earlier run), counters at zero\n"
     "optimization\n"
     "  --iters N | --epochs E          length of training (small 20000, vgg16 70000 iterations)\n"
@@ -120,6 +121,7 @@ static void set_defaults(train_options *o)
     o->keep = 3;
     o->print_every = 20;
     o->norm_groups = -1;
+    o->dropout = -1;
 }
 
 int options_parse(int argc, char **argv, train_options *o)
@@ -199,6 +201,8 @@ int options_parse(int argc, char **argv, train_options *o)
             o->fc_channels = (int)n;
         else if (!strcmp(a, "--norm-groups") && parse_i64(v, 0, &n) && n <= 64)
             o->norm_groups = (int)n;
+        else if (!strcmp(a, "--dropout") && parse_f(v, 0, &d) && d < 1)
+            o->dropout = (float)d;
         else if (!strcmp(a, "--lr-steps") && (o->n_lr_steps = parse_list(v, list, FRCNN_MAX_LR_MILESTONES)) >= 0)
             for (int k = 0; k < o->n_lr_steps; k++)
                 o->lr_steps[k] = (int64_t)list[k];
@@ -250,6 +254,8 @@ frcnn_config options_config(const train_options *o, int num_classes)
         c.fc_channels = o->fc_channels;
     if (o->norm_groups >= 0)
         c.norm_groups = o->norm_groups;
+    if (o->dropout >= 0)
+        c.dropout = o->dropout;
     if (o->n_anchor_scales) {
         c.anchors.n_scales = o->n_anchor_scales;
         memcpy(c.anchors.scales, o->anchor_scales, sizeof(float) * (size_t)o->n_anchor_scales);

@@ -63,6 +63,9 @@ frcnn_config frcnn_config_small(void)
     c.pixel_stds[2] = 58.395f;
     c.rpn_channels = 256;
     c.fc_channels = 1024;
+    /* No dropout in the head, as torchvision's and Detectron2's box heads: measured on the synthetic demo data,
+     * VOC07 mAP after 1600 iterations rose from 0.18 with the paper's 0.5 to 0.28 (docs/model.md). */
+    c.dropout = 0.0f;
     /* Anchors of 32..256 px: at 320 px the paper's 128..512 px (for 600 px) miss the small objects entirely. */
     c.anchors.n_scales = 4;
     c.anchors.scales[0] = 2;
