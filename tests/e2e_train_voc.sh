@@ -2,8 +2,9 @@
 # End-to-end test of examples/train_voc on a tiny synthetic VOC set: a run killed with SIGKILL (twice, at moments
 # that vary from run to run) and started again with the same command must end with the same checkpoint, byte for
 # byte, and the same per-iteration log as an uninterrupted run. Also: a finished run rerun says so, --no-resume
-# refuses to start over checkpoints, a missing checkpoint folder is refused, SIGTERM saves and exits 0, a corrupt
-# image stops the run (or is skipped when asked), and eval_voc and detect work on the result. Exit status 0 = passed.
+# refuses to start over checkpoints, a missing checkpoint folder is refused, local checkpoints under Colab are
+# warned about, SIGTERM saves and exits 0, a corrupt image stops the run (or is skipped when asked), and eval_voc
+# and detect work on the result. Exit status 0 = passed.
 set -u
 BUILD=${BUILD:-build}
 train=$BUILD/examples/train_voc
@@ -58,6 +59,9 @@ cmp "$tmp/a.log" "$tmp/b.log" || fail "logs differ"
 
 "$train" "$@" --ckpt-dir "$tmp/killed" >"$tmp/again.out" 2>&1 || fail "rerun of a finished run"
 grep -q "already finished" "$tmp/again.out" || fail "a finished run rerun did not say so"
+COLAB_RELEASE_TAG=test "$train" "$@" --ckpt-dir "$tmp/killed" >"$tmp/colab.out" 2>&1 || fail "run under Colab"
+grep -q "WARNING: checkpoints go to .*local disk" "$tmp/colab.out" || fail "no warning for local checkpoints under Colab"
+grep -q "WARNING" "$tmp/again.out" && fail "a warning for local checkpoints outside Colab"
 "$train" "$@" --ckpt-dir "$tmp/killed" --no-resume >"$tmp/noresume.out" 2>&1 && fail "--no-resume over checkpoints"
 grep -q "holds checkpoints" "$tmp/noresume.out" || fail "--no-resume message"
 "$train" "$@" --ckpt-dir "$tmp/missing/dir" >"$tmp/missing.out" 2>&1 && fail "missing checkpoint folder accepted"
