@@ -10,16 +10,18 @@ set -u
 BUILD=${BUILD:-build}
 DIR=$BUILD/demo
 ITERS=${DEMO_ITERS:-1600}
-KILL_AT=$((ITERS * 2 / 5 / 200 * 200)) # the checkpoint after which the kill comes
+SAVE_EVERY=$((ITERS / 8 > 0 ? ITERS / 8 : 1))
+KILL_AT=$((ITERS * 2 / 5 / SAVE_EVERY * SAVE_EVERY)) # the checkpoint after which the kill comes
+[ "$KILL_AT" -ge "$SAVE_EVERY" ] || KILL_AT=$SAVE_EVERY
 start=$(date +%s)
 
 say() { printf '\n== %s\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 elapsed() { echo "$(( $(date +%s) - start )) s"; }
 
-# Training options: the small preset with 64 RoIs per image (half the time of the head, as accurate here).
-set -- --voc-root "$DIR/data" --classes "$DIR/data/VOC2007/classes.txt" --iters "$ITERS" --save-every 200 \
-    --save-minutes 0 --keep 2 --print-every 200 --threads 1 --roi-batch 64
+# Training options: the small preset with 64 RoIs per image (half the time of the head).
+set -- --voc-root "$DIR/data" --classes "$DIR/data/VOC2007/classes.txt" --iters "$ITERS" --save-every "$SAVE_EVERY" \
+    --save-minutes 0 --keep 2 --print-every "$SAVE_EVERY" --threads 1 --roi-batch 64
 
 say "1/6 synthetic VOC dataset -> $DIR/data"
 if [ ! -f "$DIR/data/.complete" ]; then
