@@ -461,41 +461,21 @@ static void write_claiming_png(const char *path, uint32_t width, uint32_t height
     write_file(path, d, at);
 }
 
-static size_t biggest_request;
-
-static void *spy_alloc(void *user, size_t size, size_t align)
-{
-    (void)user;
-    if (size > biggest_request)
-        biggest_request = size;
-    void *p = NULL;
-    return posix_memalign(&p, align, size ? size : 1) == 0 ? p : NULL;
-}
-
-static void spy_free(void *user, void *ptr, size_t size)
-{
-    (void)user;
-    (void)size;
-    free(ptr);
-}
-
 /* A header claiming 100000 x 100000 pixels is refused from the header, before anything that size is allocated. */
 static void test_huge_header(void **state)
 {
     (void)state;
-    frcnn_allocator a = {spy_alloc, spy_free, NULL};
-    frcnn_ctx_params p = frcnn_ctx_params_default();
-    p.allocator = &a;
-    frcnn_ctx *ctx = NULL;
-    assert_int_equal(frcnn_ctx_create(&p, &ctx), FRCNN_OK);
+    tu_alloc_state ta; /* its max_request: the largest allocation asked for */
+    tu_alloc_init(&ta, 0);
+    frcnn_ctx *ctx = tu_alloc_ctx(&ta, NULL);
     char path[256];
     const uint32_t sizes[][2] = {{100000, 100000}, {FRCNN_IMAGE_MAX_SIDE + 1, 1}, {1, FRCNN_IMAGE_MAX_SIDE + 1}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         path_of(path, sizeof path, "huge.png");
         write_claiming_png(path, sizes[i][0], sizes[i][1]);
-        biggest_request = 0;
+        ta.max_request = 0;
         expect_load_error(ctx, path, FRCNN_ERR_FORMAT);
-        assert_true(biggest_request < 4096);
+        assert_true(ta.max_request < 4096);
         int w, h;
         tu_expect_error_msg(ctx, frcnn_image_read_size(ctx, path, &w, &h), FRCNN_ERR_FORMAT, "FRCNN_IMAGE_MAX_SIDE");
     }
@@ -516,9 +496,9 @@ static void test_huge_header(void **state)
     bmp[28] = 24;
     path_of(path, sizeof path, "huge.bmp");
     write_file(path, bmp, sizeof bmp);
-    biggest_request = 0;
+    ta.max_request = 0;
     tu_expect_error_msg(ctx, frcnn_image_load(ctx, path, &(frcnn_image *){NULL}), FRCNN_ERR_FORMAT, "100000 x 100000");
-    assert_true(biggest_request < 4096);
+    assert_true(ta.max_request < 4096);
     tu_expect_error_msg(ctx, frcnn_image_read_size(ctx, path, &w, &h), FRCNN_ERR_FORMAT, "FRCNN_IMAGE_MAX_SIDE");
 
     /* A JPEG whose frame header says 60000 x 50000. */
@@ -535,12 +515,13 @@ static void test_huge_header(void **state)
     d[sof + 5] = 50000 >> 8, d[sof + 6] = 50000 & 0xFF;
     d[sof + 7] = 60000 >> 8, d[sof + 8] = 60000 & 0xFF;
     write_file(path, d, n);
-    biggest_request = 0;
+    ta.max_request = 0;
     tu_expect_error_msg(ctx, frcnn_image_load(ctx, path, &(frcnn_image *){NULL}), FRCNN_ERR_FORMAT, "60000 x 50000");
-    assert_true(biggest_request < 4096);
+    assert_true(ta.max_request < 4096);
     tu_expect_error_msg(ctx, frcnn_image_read_size(ctx, path, &w, &h), FRCNN_ERR_FORMAT, "FRCNN_IMAGE_MAX_SIDE");
     free(d);
     frcnn_ctx_free(ctx);
+    tu_alloc_assert_clean(&ta);
 }
 
 static void test_null_arguments(void **state)
@@ -600,31 +581,7 @@ static void test_create(void **state)
     frcnn_ctx_free(ctx);
 }
 
-/* A counting allocator failing its Nth call: every failure is NO_MEMORY and returns everything it took. */
-typedef struct fail_alloc {
-    size_t calls, fail_at, live;
-} fail_alloc;
-
-static void *fa_alloc(void *user, size_t size, size_t align)
-{
-    fail_alloc *fa = user;
-    if (++fa->calls == fa->fail_at)
-        return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, align, size ? size : 1) != 0)
-        return NULL;
-    fa->live += size;
-    return p;
-}
-
-static void fa_free(void *user, void *ptr, size_t size)
-{
-    fail_alloc *fa = user;
-    if (ptr)
-        fa->live -= size;
-    free(ptr);
-}
-
+/* Each allocation of read_size, load and save failing in turn: every failure is NO_MEMORY and frees what it took. */
 static void test_allocation_failures(void **state)
 {
     (void)state;
@@ -634,14 +591,11 @@ static void test_allocation_failures(void **state)
     free(write_test_png(path, 9, 7, NULL, &(size_t){0}));
     bool passed = false;
     for (size_t k = 1; k < 20 && !passed; k++) {
-        fail_alloc fa = {0, 0, 0};
-        frcnn_allocator a = {fa_alloc, fa_free, &fa};
-        frcnn_ctx_params p = frcnn_ctx_params_default();
-        p.allocator = &a;
-        frcnn_ctx *ctx = NULL;
-        assert_int_equal(frcnn_ctx_create(&p, &ctx), FRCNN_OK);
-        size_t base = fa.live;
-        fa.fail_at = fa.calls + k;
+        tu_alloc_state ta;
+        tu_alloc_init(&ta, 0);
+        frcnn_ctx *ctx = tu_alloc_ctx(&ta, NULL);
+        tu_alloc_mark base = tu_alloc_mark_now(&ta);
+        tu_alloc_fail_next(&ta, k);
         frcnn_image *img = NULL;
         int w, h;
         frcnn_status st = frcnn_image_read_size(ctx, path, &w, &h);
@@ -654,9 +608,9 @@ static void test_allocation_failures(void **state)
         }
         if (!passed)
             tu_expect_error(ctx, st, FRCNN_ERR_NO_MEMORY);
-        assert_int_equal(fa.live, base);
+        tu_alloc_assert_since(&ta, base);
         frcnn_ctx_free(ctx);
-        assert_int_equal(fa.live, 0);
+        tu_alloc_assert_clean(&ta);
     }
     assert_true(passed);
 }

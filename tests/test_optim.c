@@ -29,44 +29,18 @@ static frcnn_model *make_model(frcnn_ctx *ctx, const frcnn_config *c, uint64_t s
 /* The tiny model shared by the optimizer tests (creating one takes a good part of the test's time budget). Each test
  * zeroes the gradients it relies on and takes the current weights as its starting point. */
 typedef struct fixture {
+    tu_alloc_state alloc; /* the context's allocator */
     frcnn_ctx *ctx;
     frcnn_model *model;
 } fixture;
-
-/* The fixture's allocator: the C library's, counting live bytes, and failing the allocation numbered fail_at
- * (counting from 0 after fail_at is set; -1: never). */
-static long alloc_count, fail_at = -1;
-static size_t live_bytes;
-
-static void *counting_alloc(void *user, size_t size, size_t align)
-{
-    (void)user;
-    if (fail_at >= 0 && alloc_count++ == fail_at)
-        return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0)
-        return NULL;
-    live_bytes += size;
-    return p;
-}
-
-static void counting_free(void *user, void *ptr, size_t size)
-{
-    (void)user;
-    live_bytes -= size;
-    free(ptr);
-}
 
 static int fixture_setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    static const frcnn_allocator allocator = {counting_alloc, counting_free, NULL};
-    frcnn_ctx_params cp = frcnn_ctx_params_default();
-    cp.allocator = &allocator;
-    if (frcnn_ctx_create(&cp, &f->ctx) != FRCNN_OK)
-        return -1;
+    tu_alloc_init(&f->alloc, 0);
+    f->ctx = tu_alloc_ctx(&f->alloc, NULL);
     frcnn_config c = tiny_config();
     if (frcnn_model_create(f->ctx, &c, 11, &f->model) != FRCNN_OK)
         return -1;
@@ -79,6 +53,7 @@ static int fixture_teardown(void **state)
     fixture *f = *state;
     frcnn_model_free(f->model);
     frcnn_ctx_free(f->ctx);
+    tu_alloc_assert_clean(&f->alloc);
     free(f);
     return 0;
 }
@@ -580,12 +555,11 @@ static void test_create_out_of_memory(void **state)
         frcnn_optim_params op = kind == 0 ? frcnn_optim_params_sgd() : frcnn_optim_params_adam();
         bool done = false;
         for (long n = 0; !done && (kind == 0 || n < 10); n++) {
-            size_t before = live_bytes;
-            alloc_count = 0;
-            fail_at = n;
+            tu_alloc_mark before = tu_alloc_mark_now(&fx->alloc);
+            tu_alloc_fail_next(&fx->alloc, (size_t)n + 1);
             frcnn_optim *o = (frcnn_optim *)&o;
             frcnn_status st = frcnn_optim_create(fx->ctx, &op, fx->model, &o);
-            fail_at = -1;
+            tu_alloc_fail_next(&fx->alloc, 0);
             if (st == FRCNN_OK) {
                 assert_true(n > 20); /* the tiny model has 24 trainable parameters */
                 frcnn_optim_free(o);
@@ -594,7 +568,7 @@ static void test_create_out_of_memory(void **state)
                 tu_expect_error(fx->ctx, st, FRCNN_ERR_NO_MEMORY);
                 assert_null(o);
             }
-            assert_int_equal(live_bytes, before);
+            tu_alloc_assert_since(&fx->alloc, before);
         }
     }
 }

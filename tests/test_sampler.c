@@ -440,48 +440,16 @@ static void test_errors(void **state)
 
 /* ----- allocation failures ---------------------------------------------------------------------------------- */
 
-typedef struct counting_alloc {
-    int calls, fail_at; /* fail the fail_at-th allocation (1-based); 0: never */
-    long live;
-} counting_alloc;
-
-static void *ca_alloc(void *user, size_t size, size_t align)
-{
-    counting_alloc *a = user;
-    if (++a->calls == a->fail_at)
-        return NULL;
-    void *p = NULL;
-    if (align < sizeof(void *))
-        align = sizeof(void *);
-    size = (size + align - 1) / align * align;
-    p = aligned_alloc(align, size ? size : align);
-    if (p)
-        a->live++;
-    return p;
-}
-
-static void ca_free(void *user, void *ptr, size_t size)
-{
-    (void)size;
-    counting_alloc *a = user;
-    a->live--;
-    free(ptr);
-}
-
 static void test_allocation_failures(void **state)
 {
     (void)state;
     const float aspect[3] = {1.5f, 0.5f, 1.0f};
     for (int fail_at = 1;; fail_at++) {
-        counting_alloc ca = {0, 0, 0};
-        frcnn_allocator al = {ca_alloc, ca_free, &ca};
-        frcnn_ctx_params cp = frcnn_ctx_params_default();
-        cp.allocator = &al;
-        frcnn_ctx *ctx = NULL;
-        assert_int_equal(frcnn_ctx_create(&cp, &ctx), FRCNN_OK);
-        long base = ca.live;
-        ca.calls = 0;
-        ca.fail_at = fail_at;
+        tu_alloc_state ca;
+        tu_alloc_init(&ca, 0);
+        frcnn_ctx *ctx = tu_alloc_ctx(&ca, NULL);
+        tu_alloc_mark base = tu_alloc_mark_now(&ca);
+        tu_alloc_fail_next(&ca, (size_t)fail_at);
         frcnn_sampler_params p = params_of(2, 3, true);
         p.group_by_aspect = true;
         p.aspect = aspect;
@@ -490,21 +458,23 @@ static void test_allocation_failures(void **state)
         if (st == FRCNN_OK) {
             assert_true(fail_at > 1); /* at least one allocation was made to fail before */
             frcnn_sample x;
-            int before = ca.calls;
+            size_t before = ca.calls;
             for (int i = 0; i < 50; i++)
                 assert_int_equal(frcnn_sampler_next(s, &x), FRCNN_OK);
             frcnn_sampler_state far = {77, 2};
             assert_int_equal(frcnn_sampler_set_state(s, far), FRCNN_OK);
             assert_int_equal(ca.calls, before); /* next and set_state allocate nothing */
             frcnn_sampler_free(s);
-            assert_int_equal(ca.live, base);
+            tu_alloc_assert_since(&ca, base);
             frcnn_ctx_free(ctx);
+            tu_alloc_assert_clean(&ca);
             break;
         }
         tu_expect_error(ctx, st, FRCNN_ERR_NO_MEMORY);
         assert_null(s);
-        assert_int_equal(ca.live, base); /* the half-built sampler was freed */
+        tu_alloc_assert_since(&ca, base); /* the half-built sampler was freed */
         frcnn_ctx_free(ctx);
+        tu_alloc_assert_clean(&ca);
     }
 }
 

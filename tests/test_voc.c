@@ -19,7 +19,7 @@
 #include "../lib/data/voc_xml.h"
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Helpers: a counting allocator (leak check and failure injection), a log capture, files and trees
+ * Helpers: a context on the checking allocator (leak check and failure injection), a log capture, files and trees
  * ------------------------------------------------------------------------------------------------------------- */
 
 static char g_tmp[128];
@@ -36,31 +36,6 @@ static int group_teardown(void **state)
     return tu_remove_tree(g_tmp);
 }
 
-typedef struct counting {
-    size_t calls, fail_at, live;
-} counting;
-
-static void *ca_alloc(void *user, size_t size, size_t align)
-{
-    counting *ca = user;
-    if (++ca->calls == ca->fail_at)
-        return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, align, size ? size : 1) != 0)
-        return NULL;
-    memset(p, 0xA5, size); /* never zero by luck: reading memory before writing it shows */
-    ca->live += size;
-    return p;
-}
-
-static void ca_free(void *user, void *ptr, size_t size)
-{
-    counting *ca = user;
-    if (ptr)
-        ca->live -= size;
-    free(ptr);
-}
-
 static char g_log[8192];
 
 static void capture_log(void *user, frcnn_log_level level, const char *line)
@@ -70,37 +45,31 @@ static void capture_log(void *user, frcnn_log_level level, const char *line)
     snprintf(g_log + len, sizeof g_log - len, "%d %s\n", (int)level, line);
 }
 
-/* A context on a counting allocator, one thread, logging into g_log. */
+/* A context on the checking allocator (testutil's tu_alloc), one thread, logging into g_log. */
 typedef struct env {
-    counting ca;
-    frcnn_allocator allocator;
+    tu_alloc_state ca;
     frcnn_ctx *ctx;
-    size_t base; /* live bytes right after creation: the context's own */
+    tu_alloc_mark base; /* right after creation: the context's own blocks */
 } env;
 
 static void env_open(env *e)
 {
-    memset(e, 0, sizeof *e);
-    e->allocator = (frcnn_allocator){ca_alloc, ca_free, &e->ca};
+    tu_alloc_init(&e->ca, 0);
     frcnn_ctx_params p = frcnn_ctx_params_default();
-    p.allocator = &e->allocator;
     p.log = capture_log;
     p.log_level = FRCNN_LOG_INFO;
     p.n_threads = 1;
-    assert_int_equal(frcnn_ctx_create(&p, &e->ctx), FRCNN_OK);
-    e->base = e->ca.live;
+    e->ctx = tu_alloc_ctx(&e->ca, &p);
+    e->base = tu_alloc_mark_now(&e->ca);
     g_log[0] = '\0';
 }
 
 /* Fails if anything allocated since env_open is still live. */
 static void env_close(env *e)
 {
-    if (e->ca.live != e->base) {
-        print_error("%zu bytes leaked\n", e->ca.live - e->base);
-        fail();
-    }
+    tu_alloc_assert_since(&e->ca, e->base);
     frcnn_ctx_free(e->ctx);
-    assert_int_equal(e->ca.live, 0);
+    tu_alloc_assert_clean(&e->ca);
 }
 
 /* mkdir -p of the folder holding `path` (or of path itself when dir_too). */
@@ -892,7 +861,7 @@ static void test_parse_truncations_and_bit_flips(void **state)
             assert_true(a.n_objects <= 5);
         }
         frcnn__voc_annotation_free(e.ctx, &a);
-        assert_int_equal(e.ca.live, e.base);
+        tu_alloc_assert_since(&e.ca, e.base);
     }
     size_t ok = 0, bad = 0;
     for (size_t i = 0; i < n; i++)
@@ -913,7 +882,7 @@ static void test_parse_truncations_and_bit_flips(void **state)
                 expect_msg_has(e.ctx, needles);
             }
             frcnn__voc_annotation_free(e.ctx, &a);
-            assert_int_equal(e.ca.live, e.base);
+            tu_alloc_assert_since(&e.ca, e.base);
         }
     /* Both outcomes occur: flips in text content are harmless, flips in tags are errors. */
     assert_true(ok > 100);
@@ -1407,14 +1376,14 @@ static void test_voc_open_allocation_failures(void **state)
     for (size_t k = 1; k < 500 && !passed; k++) {
         env e;
         env_open(&e);
-        e.ca.fail_at = e.ca.calls + k;
+        tu_alloc_fail_next(&e.ca, k);
         frcnn_voc_params p = frcnn_voc_params_default();
         p.root = root;
         p.classes_from_annotations = (k & 1) != 0;
         frcnn_dataset *ds = NULL;
         frcnn_status st = frcnn_voc_open(e.ctx, &p, &ds);
         if (st == FRCNN_OK) {
-            passed = e.ca.calls < e.ca.fail_at;
+            passed = e.ca.failed == 0;
             frcnn_dataset_free(ds);
         } else {
             failures++;

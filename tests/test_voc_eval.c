@@ -847,31 +847,6 @@ static void test_argument_errors(void **state)
 
 /* ----- allocation failures ----------------------------------------------------------------------------------- */
 
-typedef struct counting_alloc {
-    long calls, fail_at; /* fail the fail_at-th allocation (1-based); 0: never */
-    long live;
-} counting_alloc;
-
-static void *ca_alloc(void *user, size_t size, size_t align)
-{
-    counting_alloc *a = user;
-    if (++a->calls == a->fail_at)
-        return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size ? size : 1) != 0)
-        return NULL;
-    a->live++;
-    return p;
-}
-
-static void ca_free(void *user, void *ptr, size_t size)
-{
-    (void)size;
-    counting_alloc *a = user;
-    a->live--;
-    free(ptr);
-}
-
 /* create, set_truth, add (growing past the first capacity), compute and write, with each allocation made to fail
  * in turn: every failure is FRCNN_ERR_NO_MEMORY with a message, and freeing the evaluation returns everything. */
 static void test_allocation_failures(void **state)
@@ -887,15 +862,11 @@ static void test_allocation_failures(void **state)
     const frcnn_object g[] = {obj(0, 0, 9, 9, 1, false), obj(5, 0, 14, 9, 2, false)};
     bool completed = false;
     for (long fail_at = 1; !completed; fail_at++) {
-        counting_alloc ca = {0, 0, 0};
-        frcnn_allocator al = {ca_alloc, ca_free, &ca};
-        frcnn_ctx_params cp = frcnn_ctx_params_default();
-        cp.allocator = &al;
-        frcnn_ctx *ctx = NULL;
-        assert_int_equal(frcnn_ctx_create(&cp, &ctx), FRCNN_OK);
-        long base = ca.live;
-        ca.calls = 0;
-        ca.fail_at = fail_at;
+        tu_alloc_state ca;
+        tu_alloc_init(&ca, 0);
+        frcnn_ctx *ctx = tu_alloc_ctx(&ca, NULL);
+        tu_alloc_mark base = tu_alloc_mark_now(&ca);
+        tu_alloc_fail_next(&ca, (size_t)fail_at);
         frcnn_voc_eval *e = NULL;
         float ap[3], map;
         frcnn_status st = frcnn_voc_eval_create(ctx, 3, 3, &e);
@@ -918,9 +889,9 @@ static void test_allocation_failures(void **state)
             assert_true(fail_at > 5); /* create, truth, growth, compute and write all allocate */
         }
         frcnn_voc_eval_free(e);
-        assert_int_equal(ca.live, base);
+        tu_alloc_assert_since(&ca, base);
         frcnn_ctx_free(ctx);
-        assert_int_equal(ca.live, 0);
+        tu_alloc_assert_clean(&ca);
     }
     assert_int_equal(tu_remove_tree(dir), 0);
 }

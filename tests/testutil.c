@@ -178,3 +178,124 @@ frcnn_config tu_tiny_config(int h, int w, int rpn_channels, int fc_channels)
     c.test_proposals.post_nms_top_n = 100;
     return c;
 }
+
+void tu_alloc_init(tu_alloc_state *s, size_t fail_at)
+{
+    /* The table needs no clearing: only live[0 .. live_blocks) is ever read. */
+    s->calls = 0;
+    s->fail_at = fail_at;
+    s->failed = 0;
+    s->frees = 0;
+    s->max_request = 0;
+    s->live_blocks = 0;
+    s->live_bytes = 0;
+    s->peak_blocks = 0;
+}
+
+void tu_alloc_fail_next(tu_alloc_state *s, size_t k)
+{
+    s->fail_at = k ? s->calls + k : 0;
+}
+
+static void *tu_alloc_alloc(void *user, size_t size, size_t align)
+{
+    tu_alloc_state *s = user;
+    s->calls++;
+    if (size > s->max_request)
+        s->max_request = size;
+    if (align < TU_ALLOC_MIN_ALIGN || align > 4096 || (align & (align - 1)) != 0) {
+        print_error("allocator: call %zu asks for %zu bytes aligned to %zu (want a power of two in [%d, 4096])\n",
+                    s->calls, size, align, TU_ALLOC_MIN_ALIGN);
+        fail();
+    }
+    if (s->calls == s->fail_at) {
+        s->failed++;
+        return NULL;
+    }
+    if (s->live_blocks == TU_ALLOC_MAX_LIVE) {
+        print_error("allocator: call %zu would make more than TU_ALLOC_MAX_LIVE = %d blocks live\n", s->calls,
+                    TU_ALLOC_MAX_LIVE);
+        fail();
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, align, size ? size : 1) != 0) {
+        print_error("allocator: the C library has no %zu bytes for call %zu\n", size, s->calls);
+        fail();
+    }
+    memset(p, 0xA5, size);
+    s->live[s->live_blocks++] = (tu_alloc_block){p, size, s->calls};
+    s->live_bytes += size;
+    if (s->live_blocks > s->peak_blocks)
+        s->peak_blocks = s->live_blocks;
+    return p;
+}
+
+static void tu_alloc_free(void *user, void *ptr, size_t size)
+{
+    tu_alloc_state *s = user;
+    s->frees++;
+    for (size_t i = 0; i < s->live_blocks; i++) {
+        if (s->live[i].ptr != ptr)
+            continue;
+        if (s->live[i].size != size) {
+            print_error("allocator: block of %zu bytes (call %zu) freed with size %zu\n", s->live[i].size,
+                        s->live[i].call, size);
+            fail();
+        }
+        s->live_bytes -= s->live[i].size;
+        s->live[i] = s->live[--s->live_blocks];
+        free(ptr);
+        return;
+    }
+    print_error("allocator: free of %p (size %zu), which it did not hand out or which was freed already\n", ptr,
+                size);
+    fail(); /* not ours: left alone */
+}
+
+frcnn_allocator tu_allocator(tu_alloc_state *s)
+{
+    return (frcnn_allocator){tu_alloc_alloc, tu_alloc_free, s};
+}
+
+frcnn_ctx *tu_alloc_ctx(tu_alloc_state *s, const frcnn_ctx_params *params)
+{
+    frcnn_allocator a = tu_allocator(s);
+    frcnn_ctx_params p = params ? *params : frcnn_ctx_params_default();
+    p.allocator = &a;
+    frcnn_ctx *ctx = NULL;
+    assert_int_equal(frcnn_ctx_create(&p, &ctx), FRCNN_OK);
+    /* The allocator is copied at create: the struct it came from may go away (written through a volatile pointer
+     * so that the compiler keeps the store). */
+    frcnn_allocator *volatile gone = &a;
+    memset(gone, 0, sizeof *gone);
+    return ctx;
+}
+
+tu_alloc_mark tu_alloc_mark_now(const tu_alloc_state *s)
+{
+    return (tu_alloc_mark){s->calls, s->live_blocks, s->live_bytes};
+}
+
+void tu_alloc_assert_since(const tu_alloc_state *s, tu_alloc_mark m)
+{
+    /* Blocks live now were all allocated by m.calls, and as many as then: then they are the same blocks. */
+    size_t newer = 0;
+    for (size_t i = 0; i < s->live_blocks; i++)
+        newer += s->live[i].call > m.calls;
+    if (newer == 0 && s->live_blocks == m.live_blocks && s->live_bytes == m.live_bytes)
+        return;
+    print_error("allocator: %zu blocks (%zu bytes) live, %zu blocks (%zu bytes) expected; %zu allocated since\n",
+                s->live_blocks, s->live_bytes, m.live_blocks, m.live_bytes, newer);
+    size_t shown = 0;
+    for (size_t i = 0; i < s->live_blocks && shown < 10; i++)
+        if (s->live[i].call > m.calls) {
+            print_error("  leaked: %zu bytes from call %zu\n", s->live[i].size, s->live[i].call);
+            shown++;
+        }
+    fail();
+}
+
+void tu_alloc_assert_clean(const tu_alloc_state *s)
+{
+    tu_alloc_assert_since(s, (tu_alloc_mark){0, 0, 0});
+}

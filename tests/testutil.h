@@ -1,5 +1,6 @@
 /* Helpers shared by the cmocka test binaries: float-array comparison with a useful report (Debian's cmocka 1.1.5
- * has no assert_float_equal), seeded random fills, and a central-difference gradient check. */
+ * has no assert_float_equal), seeded random fills, a central-difference gradient check, and a checking allocator
+ * for leak and out-of-memory tests. */
 #ifndef FRCNN_TESTUTIL_H
 #define FRCNN_TESTUTIL_H
 
@@ -51,5 +52,53 @@ int tu_remove_tree(const char *dir);
 
 /* sum_i y[i] * r[i] in double: turns an output into a scalar loss whose gradient with respect to y is r. */
 double tu_dot(const float *y, const float *r, size_t n);
+
+/* An allocator for out-of-memory and leak tests (frcnn_ctx_params.allocator):
+ *   - counts alloc calls (failed ones included) and fails the one numbered fail_at (1-based; 0: never);
+ *   - fills every new block with 0xA5, so that reading memory never written shows (zero-filling is really tested);
+ *   - records every live block (pointer, size, call number) and the live bytes;
+ *   - fails the test at once (print_error + fail) on a free of an unknown pointer, a free with a size other than
+ *     the one allocated, an alignment that is not a power of two in
+ *     [TU_ALLOC_MIN_ALIGN, 4096], or more than TU_ALLOC_MAX_LIVE blocks live at a time.
+ * The state must stay where it is while a context uses it. Tests read its fields and may reset max_request; the
+ * rest belongs to the functions below. */
+#define TU_ALLOC_MAX_LIVE 4096
+#define TU_ALLOC_MIN_ALIGN 64 /* the library's FRCNN__ALIGN: every request asks for it */
+
+typedef struct tu_alloc_block {
+    void *ptr;
+    size_t size;
+    size_t call; /* the alloc call that returned it, counting from 1 at tu_alloc_init */
+} tu_alloc_block;
+
+typedef struct tu_alloc_state {
+    size_t calls;       /* alloc calls, failed ones included */
+    size_t fail_at;     /* the call to fail (1-based, counted like calls); 0: never */
+    size_t failed;      /* calls failed on purpose */
+    size_t frees;       /* free calls */
+    size_t max_request; /* largest size asked for (failed calls included); tests may reset it to 0 */
+    size_t live_blocks, live_bytes;
+    size_t peak_blocks; /* most blocks live at once */
+    tu_alloc_block live[TU_ALLOC_MAX_LIVE]; /* live[0 .. live_blocks), in no particular order */
+} tu_alloc_state;
+
+/* Nothing live, no call made yet; fails the fail_at-th call (0: never). */
+void tu_alloc_init(tu_alloc_state *s, size_t fail_at);
+/* Fails the k-th alloc call from now (1: the next one); 0: never. */
+void tu_alloc_fail_next(tu_alloc_state *s, size_t k);
+/* The allocator to put in frcnn_ctx_params; its user pointer is s. */
+frcnn_allocator tu_allocator(tu_alloc_state *s);
+/* A context on this allocator: *params (NULL: the defaults) with the allocator replaced. Fails the test on error. */
+frcnn_ctx *tu_alloc_ctx(tu_alloc_state *s, const frcnn_ctx_params *params);
+
+/* What is live at one moment, to check later that exactly that is live again. */
+typedef struct tu_alloc_mark {
+    size_t calls, live_blocks, live_bytes;
+} tu_alloc_mark;
+tu_alloc_mark tu_alloc_mark_now(const tu_alloc_state *s);
+/* Fails (listing the leaked blocks: size and call number) unless exactly the blocks live at m are live. */
+void tu_alloc_assert_since(const tu_alloc_state *s, tu_alloc_mark m);
+/* Fails unless nothing is live. */
+void tu_alloc_assert_clean(const tu_alloc_state *s);
 
 #endif /* FRCNN_TESTUTIL_H */

@@ -96,8 +96,10 @@ static frcnn_status build_params(frcnn_model *m)
     const int *channels = c->backbone == FRCNN_BACKBONE_VGG16 ? vgg16_channels : small_channels;
     const bool *pool = c->backbone == FRCNN_BACKBONE_VGG16 ? vgg16_pool : small_pool;
     m->n_convs = c->backbone == FRCNN_BACKBONE_VGG16 ? 13 : 5;
+    /* Per convolution: weight, bias, and a norm's scale and shift; 7 head layers with biases. */
     size_t slots = 4 * (size_t)m->n_convs + 14;
     m->params = frcnn__alloc(m->ctx, slots * sizeof *m->params);
+    m->params_cap = slots;
     if (!m->params)
         return FRCNN_ERR_NO_MEMORY;
     memset(m->params, 0, slots * sizeof *m->params);
@@ -389,7 +391,7 @@ void frcnn_model_free(frcnn_model *m)
             frcnn_tensor_free(m->params[i].value);
             frcnn_tensor_free(m->params[i].grad);
         }
-        frcnn__free(ctx, m->params, (2 * (size_t)m->n_convs + 14) * sizeof *m->params);
+        frcnn__free(ctx, m->params, m->params_cap * sizeof *m->params);
     }
     frcnn__free(ctx, m->act_mem, m->act_bytes);
     frcnn__free(ctx, m->conv_ws, m->conv_ws_bytes);

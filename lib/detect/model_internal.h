@@ -78,7 +78,7 @@ struct frcnn_model {
     frcnn_ctx *ctx;
     frcnn_config cfg;
     frcnn__param_slot *params;
-    size_t n_params;
+    size_t n_params, params_cap; /* used and allocated slots */
     int n_convs;
     frcnn__conv_layer convs[FRCNN__MAX_CONVS];
     frcnn__heads heads;
