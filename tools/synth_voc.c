@@ -32,6 +32,8 @@
 
 #include <stb_image_write.h>
 
+#include "frcnn.h"
+
 #if defined(__GNUC__)
 #define PRINTF_LIKE(fmt, first) __attribute__((format(printf, fmt, first)))
 #else
@@ -58,12 +60,10 @@ enum { CIRCLE, SQUARE, TRIANGLE, STAR, CROSS, RING, NUM_CLASSES };
 static const char *const CLASS_NAMES[NUM_CLASSES] = {"circle", "square", "triangle", "star", "cross", "ring"};
 
 /* ---------------------------------------------------------------------------------------------------------------
- * RNG: splitmix64 to seed, xoshiro256** for the stream (both by Vigna, public domain).
+ * RNG: the library's xoshiro256** stream (frcnn_rng), seeded here per (seed, split, image) with splitmix64.
  * ------------------------------------------------------------------------------------------------------------- */
 
-typedef struct rng {
-    uint64_t s[4];
-} rng;
+typedef frcnn_rng rng;
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -83,21 +83,7 @@ static void rng_seed(rng *r, uint64_t seed, uint64_t split, uint64_t index)
         r->s[i] = splitmix64(&x);
 }
 
-static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl64(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return result;
-}
+static uint64_t rng_next(rng *r) { return frcnn_rng_next_u64(r); }
 
 /* Uniform in [0, 1) with 53 random bits. */
 static double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
