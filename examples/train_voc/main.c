@@ -83,10 +83,16 @@ static bool read_class_file(run *r, frcnn_voc_params *vp)
         fprintf(stderr, "train_voc: --classes '%s': %s\n", r->opt.classes_file, strerror(errno));
         return false;
     }
-    size_t cap = 1 << 16, len = fread(r->class_text = calloc(cap + 1, 1), 1, cap, f);
-    fclose(f);
+    const size_t cap = 1 << 16;
+    r->class_text = calloc(cap + 1, 1);
     r->class_names = calloc(4096, sizeof *r->class_names);
-    size_t n = 0;
+    if (!r->class_text || !r->class_names) {
+        fclose(f);
+        fprintf(stderr, "train_voc: out of memory\n");
+        return false;
+    }
+    size_t len = fread(r->class_text, 1, cap, f), n = 0;
+    fclose(f);
     for (char *line = strtok(r->class_text, "\r\n"); line && n < 4096; line = strtok(NULL, "\r\n"))
         if (line[strspn(line, " \t")])
             r->class_names[n++] = line;
