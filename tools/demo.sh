@@ -24,7 +24,7 @@ set -- --voc-root "$DIR/data" --classes "$DIR/data/VOC2007/classes.txt" --iters 
     --save-minutes 0 --keep 2 --print-every "$SAVE_EVERY" --threads 1 --roi-batch 64
 
 say "1/6 synthetic VOC dataset -> $DIR/data"
-if [ ! -f "$DIR/data/.complete" ]; then
+if [ ! -f "$DIR/data/.complete" ] || [ "$BUILD/tools/synth_voc" -nt "$DIR/data/.complete" ]; then
     rm -rf "$DIR/data" && mkdir -p "$DIR/data" || die "cannot create $DIR/data"
     "$BUILD/tools/synth_voc" --out "$DIR/data" --seed 1 || die "synth_voc failed"
     touch "$DIR/data/.complete"
