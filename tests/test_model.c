@@ -189,8 +189,7 @@ typedef struct grad_case {
     frcnn_model *m;
     frcnn_input in;
     const scene *s;
-    bool rpn;   /* which losses */
-    bool total; /* all four (for the backbone, which receives the gradients of both heads) */
+    bool rpn; /* which losses */
 } grad_case;
 
 static double step_loss(void *state)
@@ -203,18 +202,17 @@ static double step_loss(void *state)
     if (st != FRCNN_OK)
         print_error("%s\n", frcnn_ctx_last_error(gc->ctx));
     assert_int_equal(st, FRCNN_OK);
-    if (gc->total)
-        return (double)l.rpn_cls + l.rpn_box + l.cls + l.box;
     return gc->rpn ? (double)l.rpn_cls + l.rpn_box : (double)l.cls + l.box;
 }
 
-/* Checks `count` elements spread over the tensor (a fixed pseudo-random pick keeps the test fast). */
-static void check_param_grad(grad_case *gc, const char *name, size_t count)
+/* Checks `count` elements of parameter `name` spread over the tensor (a fixed pseudo-random pick keeps the test
+ * fast). loss(state) evaluates the loss and, as a side effect, adds its gradients into the model's. */
+static void check_grad(frcnn_model *m, tu_loss_fn loss, void *state, const char *name, size_t count, double atol)
 {
     frcnn_param p;
-    assert_int_equal(frcnn_model_find_param(gc->m, name, &p), FRCNN_OK);
-    frcnn_model_zero_grad(gc->m);
-    step_loss(gc);
+    assert_int_equal(frcnn_model_find_param(m, name, &p), FRCNN_OK);
+    frcnn_model_zero_grad(m);
+    loss(state);
     size_t n = frcnn_tensor_numel(p.value);
     float *analytic = malloc(n * sizeof(float));
     memcpy(analytic, frcnn_tensor_data(p.grad), n * sizeof(float));
@@ -223,9 +221,14 @@ static void check_param_grad(grad_case *gc, const char *name, size_t count)
     frcnn_rng_seed(&pick, n);
     for (size_t k = 0; k < count; k++) {
         size_t i = (size_t)frcnn_rng_below(&pick, n);
-        tu_gradcheck(name, step_loss, gc, &v[i], &analytic[i], 1, 2e-3f, 1.5e-4, 2e-2);
+        tu_gradcheck(name, loss, state, &v[i], &analytic[i], 1, 2e-3f, atol, 2e-2);
     }
     free(analytic);
+}
+
+static void check_param_grad(grad_case *gc, const char *name, size_t count)
+{
+    check_grad(gc->m, step_loss, gc, name, count, 1.5e-4);
 }
 
 static void test_head_gradients(void **state)
@@ -245,7 +248,7 @@ static void test_head_gradients(void **state)
     assert_int_equal(frcnn_model_find_param(m, "rpn.head.conv.weight", &conv), FRCNN_OK);
     for (size_t i = 0; i < frcnn_tensor_numel(conv.value); i++)
         frcnn_tensor_data(conv.value)[i] *= 10.0f;
-    grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true, false};
+    grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true};
     check_param_grad(&gc, "rpn.head.bbox_pred.weight", 8);
     check_param_grad(&gc, "rpn.head.cls_logits.bias", 8);
     check_param_grad(&gc, "rpn.head.conv.weight", 8);
@@ -266,8 +269,7 @@ typedef struct backbone_case {
     frcnn_ctx *ctx;
     frcnn_model *m;
     frcnn_input in;
-    float *r;  /* upstream gradients: (n, 2) for the logits, then (n, 4) for the deltas */
-    bool backward;
+    float *r; /* upstream gradients: (n, 2) for the logits, then (n, 4) for the deltas */
 } backbone_case;
 
 static double backbone_loss(void *state)
@@ -280,38 +282,20 @@ static double backbone_loss(void *state)
     assert_int_equal(frcnn_model_rpn_forward(bc->m, &rpn), FRCNN_OK);
     double loss = tu_dot(frcnn_tensor_data(rpn.logits), bc->r, 2 * rpn.n) +
                   tu_dot(frcnn_tensor_data(rpn.deltas), bc->r + 2 * rpn.n, 4 * rpn.n);
-    if (bc->backward) {
-        int64_t d2[2] = {(int64_t)rpn.n, 2}, d4[2] = {(int64_t)rpn.n, 4};
-        frcnn_tensor *dl, *dd;
-        assert_int_equal(frcnn_tensor_wrap(bc->ctx, bc->r, 2, d2, &dl), FRCNN_OK);
-        assert_int_equal(frcnn_tensor_wrap(bc->ctx, bc->r + 2 * rpn.n, 2, d4, &dd), FRCNN_OK);
-        assert_int_equal(frcnn_model_rpn_backward(bc->m, dl, dd), FRCNN_OK);
-        assert_int_equal(frcnn_model_backbone_backward(bc->m), FRCNN_OK);
-        frcnn_tensor_free(dl);
-        frcnn_tensor_free(dd);
-    }
+    int64_t d2[2] = {(int64_t)rpn.n, 2}, d4[2] = {(int64_t)rpn.n, 4};
+    frcnn_tensor *dl, *dd;
+    assert_int_equal(frcnn_tensor_wrap(bc->ctx, bc->r, 2, d2, &dl), FRCNN_OK);
+    assert_int_equal(frcnn_tensor_wrap(bc->ctx, bc->r + 2 * rpn.n, 2, d4, &dd), FRCNN_OK);
+    assert_int_equal(frcnn_model_rpn_backward(bc->m, dl, dd), FRCNN_OK);
+    assert_int_equal(frcnn_model_backbone_backward(bc->m), FRCNN_OK);
+    frcnn_tensor_free(dl);
+    frcnn_tensor_free(dd);
     return loss;
 }
 
 static void check_backbone_grad(backbone_case *bc, const char *name, size_t count)
 {
-    frcnn_param p;
-    assert_int_equal(frcnn_model_find_param(bc->m, name, &p), FRCNN_OK);
-    frcnn_model_zero_grad(bc->m);
-    bc->backward = true;
-    backbone_loss(bc);
-    bc->backward = false;
-    size_t n = frcnn_tensor_numel(p.value);
-    float *analytic = malloc(n * sizeof(float));
-    memcpy(analytic, frcnn_tensor_data(p.grad), n * sizeof(float));
-    float *v = frcnn_tensor_data(p.value);
-    frcnn_rng pick;
-    frcnn_rng_seed(&pick, n + 1);
-    for (size_t k = 0; k < count; k++) {
-        size_t i = (size_t)frcnn_rng_below(&pick, n);
-        tu_gradcheck(name, backbone_loss, bc, &v[i], &analytic[i], 1, 2e-3f, 2e-4, 2e-2);
-    }
-    free(analytic);
+    check_grad(bc->m, backbone_loss, bc, name, count, 2e-4);
 }
 
 static void test_backbone_gradients(void **state)
@@ -336,7 +320,7 @@ static void test_backbone_gradients(void **state)
         make_scene(ctx, &s, 9, boxes, labels, 1);
         frcnn_rpn_outputs rpn;
         const frcnn_tensor *feature;
-        backbone_case bc = {ctx, m, {s.image, 1.0f}, NULL, false};
+        backbone_case bc = {ctx, m, {s.image, 1.0f}, NULL};
         assert_int_equal(frcnn_model_stage_begin(m, &bc.in, true), FRCNN_OK);
         assert_int_equal(frcnn_model_backbone_forward(m, &feature), FRCNN_OK);
         assert_int_equal(frcnn_model_rpn_forward(m, &rpn), FRCNN_OK);
