@@ -19,7 +19,6 @@
 #include <stb_image_write.h>
 
 #define JPEG_QUALITY 90
-#define READ_CHUNK ((size_t)1 << 16)
 /* What read_size reads for its messages: enough for the frame header of a JPEG after a typical EXIF block. */
 #define HEADER_BYTES ((size_t)1 << 16)
 /* stb_image takes the encoded length as an int. */
@@ -166,90 +165,6 @@ static frcnn_status refused(frcnn_ctx *ctx, const char *path, const uint8_t *dat
     return decode_error(ctx, path, data, len, reason);
 }
 
-/* Opens path for reading and refuses directories: fopen succeeds on them, and reading then fails obscurely. */
-static frcnn_status open_file(frcnn_ctx *ctx, const char *path, FILE **out, struct stat *st)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return frcnn__error(ctx, FRCNN_ERR_IO, "image '%s': cannot open: %s", path, strerror(errno));
-    if (fstat(fileno(f), st) != 0) {
-        int e = errno;
-        fclose(f);
-        return frcnn__error(ctx, FRCNN_ERR_IO, "image '%s': cannot stat: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st->st_mode)) {
-        fclose(f);
-        return frcnn__error(ctx, FRCNN_ERR_IO, "image '%s': is a directory", path);
-    }
-    *out = f;
-    return FRCNN_OK;
-}
-
-/* Reads a whole file into a buffer from ctx's allocator: *data (*cap bytes allocated, *len used). Pipes and other
- * files without a known size are read in growing steps. */
-static frcnn_status read_file(frcnn_ctx *ctx, const char *path, uint8_t **data, size_t *cap, size_t *len)
-{
-    FILE *f;
-    struct stat st;
-    frcnn_status status = open_file(ctx, path, &f, &st);
-    if (status != FRCNN_OK)
-        return status;
-    uint8_t *buf = NULL;
-    size_t size = READ_CHUNK, used = 0;
-    if (S_ISREG(st.st_mode) && st.st_size > 0) {
-        if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
-            status = frcnn__error(ctx, FRCNN_ERR_FORMAT, "image '%s': %lld bytes, more than stb_image reads (2 GiB)",
-                                  path, (long long)st.st_size);
-            goto fail;
-        }
-        size = (size_t)st.st_size + 1; /* one more, so that end of file shows without growing */
-    }
-    buf = frcnn__alloc(ctx, size);
-    if (!buf) {
-        status = frcnn__error(ctx, FRCNN_ERR_NO_MEMORY, "image '%s': cannot allocate %zu bytes to read it", path, size);
-        goto fail;
-    }
-    for (;;) {
-        if (used == size) {
-            if (size > MAX_FILE_BYTES) {
-                status = frcnn__error(ctx, FRCNN_ERR_FORMAT, "image '%s': more than stb_image reads (2 GiB)", path);
-                goto fail;
-            }
-            size_t bigger = size > MAX_FILE_BYTES / 2 ? MAX_FILE_BYTES + 1 : 2 * size;
-            uint8_t *grown = frcnn__alloc(ctx, bigger);
-            if (!grown) {
-                status = frcnn__error(ctx, FRCNN_ERR_NO_MEMORY, "image '%s': cannot allocate %zu bytes to read it",
-                                      path, bigger);
-                goto fail;
-            }
-            memcpy(grown, buf, used);
-            frcnn__free(ctx, buf, size);
-            buf = grown;
-            size = bigger;
-        }
-        size_t want = size - used;
-        size_t got = fread(buf + used, 1, want, f);
-        used += got;
-        if (got < want) {
-            if (ferror(f)) {
-                status = frcnn__error(ctx, FRCNN_ERR_IO, "image '%s': read error: %s", path, strerror(errno));
-                goto fail;
-            }
-            break;
-        }
-    }
-    fclose(f);
-    *data = buf;
-    *cap = size;
-    *len = used;
-    return FRCNN_OK;
-fail:
-    if (buf)
-        frcnn__free(ctx, buf, size);
-    fclose(f);
-    return status;
-}
-
 static bool is_letter(uint8_t c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
@@ -312,7 +227,7 @@ frcnn_status frcnn_image_load(frcnn_ctx *ctx, const char *path, frcnn_image **ou
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "image_load: path is NULL");
     uint8_t *data = NULL;
     size_t cap = 0, len = 0;
-    frcnn_status status = read_file(ctx, path, &data, &cap, &len);
+    frcnn_status status = frcnn__read_file(ctx, "image", path, MAX_FILE_BYTES, FRCNN_ERR_IO, &data, &cap, &len);
     if (status != FRCNN_OK)
         return status;
     stbi_uc *pixels = NULL;
@@ -365,7 +280,7 @@ frcnn_status frcnn_image_read_size(frcnn_ctx *ctx, const char *path, int *width,
     *width = *height = 0;
     FILE *f;
     struct stat st;
-    frcnn_status status = open_file(ctx, path, &f, &st);
+    frcnn_status status = frcnn__open_file(ctx, "image", path, FRCNN_ERR_IO, &f, &st);
     if (status != FRCNN_OK)
         return status;
     /* The first bytes, for messages only: the format, and a size stb_image found too large to report. */

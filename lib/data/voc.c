@@ -1,9 +1,9 @@
 /* A Pascal VOC dataset in memory: the split's image ids, every annotation, the class list and a fingerprint.
  * Reads VOCdevkit/VOC<year>/{ImageSets/Main/<split>.txt, Annotations/<id>.xml} and finds JPEGImages/<id>.*; pixels
  * are read later, one image per training step (lib/data/sample.c). */
+#include "data_internal.h"
 #include "voc_xml.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,43 +96,6 @@ static frcnn_status join(frcnn_ctx *ctx, char *out, const char *a, const char *b
     return FRCNN_OK;
 }
 
-/* Reads a whole file of at most `max` bytes into a NUL-terminated buffer of *cap bytes from the allocator. */
-static frcnn_status read_file(frcnn_ctx *ctx, const char *path, size_t max, char **out, size_t *len, size_t *cap)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return frcnn__error(ctx, errno == ENOENT ? FRCNN_ERR_NOT_FOUND : FRCNN_ERR_IO, "%s: %s", path,
-                            strerror(errno));
-    frcnn_status st = FRCNN_OK;
-    struct stat sb;
-    char *buf = NULL;
-    size_t size = 0;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = frcnn__error(ctx, FRCNN_ERR_IO, "%s: not a regular file", path);
-    } else if ((uint64_t)sb.st_size > max) {
-        st = frcnn__error(ctx, FRCNN_ERR_FORMAT, "%s: %lld bytes, more than the %zu an annotation may have", path,
-                          (long long)sb.st_size, max);
-    } else {
-        size = (size_t)sb.st_size;
-        if (!(buf = frcnn__alloc(ctx, size + 1))) {
-            st = FRCNN_ERR_NO_MEMORY;
-        } else if (fread(buf, 1, size, f) != size) {
-            st = frcnn__error(ctx, FRCNN_ERR_IO, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "short");
-        } else {
-            buf[size] = '\0';
-        }
-    }
-    fclose(f);
-    if (st != FRCNN_OK) {
-        frcnn__free(ctx, buf, size + 1);
-        return st;
-    }
-    *out = buf;
-    *len = size;
-    *cap = size + 1;
-    return FRCNN_OK;
-}
-
 /* What open collects before the final arrays are built. */
 typedef struct loader {
     frcnn_ctx *ctx;
@@ -185,10 +148,13 @@ static frcnn_status read_split(loader *ld)
     if (st == FRCNN_OK)
         st = join(ld->ctx, path, split_dir, name, "");
     size_t len;
+    uint8_t *list = NULL;
     if (st == FRCNN_OK)
-        st = read_file(ld->ctx, path, (size_t)1 << 30, &ld->list, &len, &ld->list_cap);
+        st = frcnn__read_file(ld->ctx, "image list", path, (size_t)1 << 30, FRCNN_ERR_NOT_FOUND, &list,
+                              &ld->list_cap, &len);
     if (st != FRCNN_OK)
         return st;
+    ld->list = (char *)list;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++)
         lines += ld->list[i] == '\n';
@@ -264,12 +230,13 @@ static frcnn_status read_annotations(loader *ld)
     frcnn_status st = join(ld->ctx, dir, ld->voc_dir, "Annotations", "");
     for (size_t i = 0; i < ld->n_ids && st == FRCNN_OK; i++) {
         snprintf(name, sizeof name, "%.200s.xml", ld->ids[i]);
-        char *text = NULL;
+        uint8_t *text = NULL;
         size_t len = 0, cap = 0;
         if ((st = join(ld->ctx, path, dir, name, "")) != FRCNN_OK ||
-            (st = read_file(ld->ctx, path, MAX_ANNOTATION_BYTES, &text, &len, &cap)) != FRCNN_OK)
+            (st = frcnn__read_file(ld->ctx, "annotation", path, MAX_ANNOTATION_BYTES, FRCNN_ERR_NOT_FOUND,
+                                   &text, &cap, &len)) != FRCNN_OK)
             break;
-        st = frcnn__voc_parse(ld->ctx, path, text, len, &ld->annotations[i]);
+        st = frcnn__voc_parse(ld->ctx, path, (const char *)text, len, &ld->annotations[i]);
         frcnn__free(ld->ctx, text, cap);
         if (st == FRCNN_OK)
             st = find_image(ld, i, path);
