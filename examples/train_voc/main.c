@@ -149,15 +149,20 @@ static int create_objects(run *r)
     if (frcnn_lr_schedule_validate(r->ctx, &r->schedule) != FRCNN_OK)
         return fail(r, "learning-rate schedule");
     frcnn_rng_seed(&r->rng, r->opt.seed ^ 0x7472616e5f766f63ull); /* "tran_voc": a stream apart from the sampler's */
-    /* Parameters plus optimizer state, and a margin for metadata. */
-    uint64_t state = 0;
+    /* What a checkpoint holds: every parameter and optimizer buffer (float32), and a margin for metadata. */
+    uint64_t floats = 0;
+    for (size_t i = 0; i < frcnn_model_param_count(r->model); i++) {
+        frcnn_param p;
+        if (frcnn_model_param(r->model, i, &p) == FRCNN_OK)
+            floats += frcnn_tensor_numel(p.value);
+    }
     for (size_t i = 0; i < frcnn_optim_state_count(r->optim); i++) {
         frcnn_tensor *t;
         const char *name;
         if (frcnn_optim_state(r->optim, i, &name, &t) == FRCNN_OK)
-            state += 4 * frcnn_tensor_numel(t);
+            floats += frcnn_tensor_numel(t);
     }
-    r->ckpt_bytes = frcnn_model_param_bytes(r->model) / 2 + state + (1 << 20);
+    r->ckpt_bytes = 4 * floats + (1 << 20);
     return 0;
 }
 
@@ -258,9 +263,8 @@ static bool save(run *r, const char *why)
 
 /* Progress: averages over the last print_every iterations. */
 typedef struct progress {
-    double loss[5], t_start, t_window;
+    double loss[5], t_window; /* sums since the last line, and when it was printed */
     int n;
-    uint64_t first_iter;
 } progress;
 
 static void print_progress(run *r, progress *p)
@@ -325,7 +329,7 @@ static int train_image(run *r, frcnn_losses *sum)
 static int train(run *r)
 {
     progress p = {0};
-    p.t_start = p.t_window = now();
+    p.t_window = now();
     double last_save = now();
     bool saved_now = false;
     while (r->iteration < r->total && !stop_signal) {
