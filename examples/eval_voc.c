@@ -238,6 +238,11 @@ static void run(const options *o, frcnn_model *model, const frcnn_config *config
         frcnn_input input = {tensor, scale};
         check(frcnn_model_detect(model, &input, dets, (size_t)config->max_detections, &n_dets), "detecting");
         frcnn_tensor_free(tensor);
+        if (config->box_convention == FRCNN_BOXES_CONTINUOUS)
+            for (size_t d = 0; d < n_dets; d++) { /* VOC's boxes end on their last pixel */
+                dets[d].x2 -= 1.0f;
+                dets[d].y2 -= 1.0f;
+            }
         check(frcnn_voc_eval_add(eval, i, dets, n_dets), "adding the detections");
         double t = now();
         if (!o->quiet && (t - last >= 2.0 || i + 1 == n)) {

@@ -383,35 +383,63 @@ FRCNN_API frcnn_status frcnn_smooth_l1_backward(frcnn_ctx *ctx, const frcnn_smoo
                                                 frcnn_tensor *dpred);
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Boxes. A box is 4 floats (x1, y1, x2, y2) in pixels with inclusive corners, as in py-faster-rcnn: its width is
- * x2 - x1 + 1. Arrays of boxes are (n, 4) row-major. Functions that need scratch memory take an arena and give
- * back everything they took from it before returning.
+ * Boxes. A box is 4 floats (x1, y1, x2, y2) in pixels. Two conventions exist, and every box function has a _conv
+ * form that takes one; the plain forms use FRCNN_BOXES_INCLUSIVE. Arrays of boxes are (n, 4) row-major. Functions
+ * that need scratch memory take an arena and give back everything they took from it before returning.
  * ------------------------------------------------------------------------------------------------------------- */
 
-/* iou (na, nb) = intersection over union of every pair, with the inclusive "+1" convention: area =
- * (x2 - x1 + 1) (y2 - y1 + 1), and no overlap when the intersection's width or height is <= 0. Degenerate boxes
- * (x2 < x1 - 1) have IoU 0 with everything. */
+/* Append-only values. */
+typedef enum frcnn_box_convention {
+    /* py-faster-rcnn, Caffe, Detectron and VOC: corners are pixel indices, a box covers x1..x2 inclusive, its width
+     * is x2 - x1 + 1; images clip to [0, width - 1]; anchors are centred on (base_size - 1) / 2 + shift. */
+    FRCNN_BOXES_INCLUSIVE = 0,
+    /* torchvision and Detectron2: corners are continuous coordinates, the width is x2 - x1; images clip to
+     * [0, width]; anchors are torchvision's AnchorGenerator's, centred on the shift. */
+    FRCNN_BOXES_CONTINUOUS = 1
+} frcnn_box_convention;
+
+/* "inclusive", "continuous"; NULL for an unknown value. */
+FRCNN_API const char *frcnn_box_convention_name(frcnn_box_convention conv);
+
+/* iou (na, nb) = intersection over union of every pair: area = (x2 - x1 + o) (y2 - y1 + o), intersection width
+ * min(x2) - max(x1) + o likewise, o = 1 inclusive (py-faster-rcnn's bbox_overlaps) or 0 continuous
+ * (torchvision's box_iou); no overlap when the intersection's width or height is <= 0. Degenerate boxes
+ * (x2 < x1 - o) have IoU 0 with everything. An unknown convention is FRCNN_ERR_INVALID_ARG. */
+FRCNN_API frcnn_status frcnn_box_iou_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const float *a, size_t na,
+                                          const float *b, size_t nb, float *iou);
 FRCNN_API frcnn_status frcnn_box_iou(frcnn_ctx *ctx, const float *a, size_t na, const float *b, size_t nb,
                                      float *iou);
 
-/* Regression targets of py-faster-rcnn's bbox_transform: for each box and its target,
- *   dx = (tcx - cx) / w, dy = (tcy - cy) / h, dw = log(tw / w), dh = log(th / h)   (w = x2 - x1 + 1, cx = x1 + w/2)
- * then (d - means) / stds. deltas (n, 4). Boxes with w or h <= 0 are FRCNN_ERR_INVALID_ARG. */
+/* Regression targets of py-faster-rcnn's bbox_transform (torchvision's BoxCoder.encode with weights 1 / stds):
+ * for each box and its target,
+ *   dx = (tcx - cx) / w, dy = (tcy - cy) / h, dw = log(tw / w), dh = log(th / h)   (w = x2 - x1 + o, cx = x1 + w/2)
+ * then (d - means) / stds. deltas (n, 4). Boxes with w or h <= 0 are FRCNN_ERR_INVALID_ARG. NULL means/stds
+ * mean 0 and 1. */
+FRCNN_API frcnn_status frcnn_box_encode_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const float *boxes,
+                                             const float *targets, size_t n, const float means[4],
+                                             const float stds[4], float *deltas);
 FRCNN_API frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *targets, size_t n,
                                         const float means[4], const float stds[4], float *deltas);
 /* The exact inverse: d = deltas * stds + means; dw and dh are clamped at log(1000 / 16) so exp cannot overflow;
- * out = (cx' - w'/2, cy' - h'/2, cx' + w'/2 - 1, cy' + h'/2 - 1), so decode(encode(b)) == b. (py-faster-rcnn's
+ * out = (cx' - w'/2, cy' - h'/2, cx' + w'/2 - o, cy' + h'/2 - o), so decode(encode(b)) == b. (py-faster-rcnn's
  * bbox_transform_inv omits the -1 and returns boxes one pixel larger; Detectron corrected it.) NULL means/stds
- * mean 0 and 1. out may equal deltas. */
+ * mean 0 and 1. out may equal deltas. An unknown convention decodes as inclusive. */
+FRCNN_API void frcnn_box_decode_conv(frcnn_box_convention conv, const float *boxes, const float *deltas, size_t n,
+                                     const float means[4], const float stds[4], float *out);
 FRCNN_API void frcnn_box_decode(const float *boxes, const float *deltas, size_t n, const float means[4],
                                 const float stds[4], float *out);
-/* Clips every box to [0, width - 1] x [0, height - 1]. */
+/* Clips every box to [0, width - o] x [0, height - o]. */
+FRCNN_API void frcnn_box_clip_conv(frcnn_box_convention conv, float *boxes, size_t n, float height, float width);
 FRCNN_API void frcnn_box_clip(float *boxes, size_t n, float height, float width);
 
 /* Greedy non-maximum suppression: boxes in descending score order (equal scores: lower index first); a box is
- * dropped when its IoU with an already kept box is > iou_threshold. keep (capacity n) receives the indices of
- * the kept boxes in that order, at most max_keep of them (0 = no limit); *n_keep their count. NaN scores are an
- * error. Scratch: frcnn_nms_scratch_bytes(n) from the arena. */
+ * dropped when its IoU (frcnn_box_iou_conv) with an already kept box is > iou_threshold. keep (capacity n)
+ * receives the indices of the kept boxes in that order, at most max_keep of them (0 = no limit); *n_keep their
+ * count. NaN scores are an error. Scratch: frcnn_nms_scratch_bytes(n) from the arena. With
+ * FRCNN_BOXES_CONTINUOUS the kept set is torchvision.ops.nms's. */
+FRCNN_API frcnn_status frcnn_nms_conv(frcnn_ctx *ctx, frcnn_arena *scratch, frcnn_box_convention conv,
+                                      const float *boxes, const float *scores, size_t n, float iou_threshold,
+                                      size_t max_keep, uint32_t *keep, size_t *n_keep);
 FRCNN_API frcnn_status frcnn_nms(frcnn_ctx *ctx, frcnn_arena *scratch, const float *boxes, const float *scores,
                                  size_t n, float iou_threshold, size_t max_keep, uint32_t *keep, size_t *n_keep);
 FRCNN_API size_t frcnn_nms_scratch_bytes(size_t n);
@@ -433,7 +461,11 @@ typedef struct frcnn_anchor_params {
 } frcnn_anchor_params;
 
 FRCNN_API frcnn_anchor_params frcnn_anchor_params_default(void);
-/* out (n_ratios * n_scales, 4). */
+/* out (n_ratios * n_scales, 4). FRCNN_BOXES_CONTINUOUS gives torchvision's AnchorGenerator cell anchors instead:
+ * for size = base_size * scale, w = size / sqrt(ratio), h = size * sqrt(ratio) (float), the box
+ * round((-w, -h, w, h) / 2) rounded half to even, centred on 0; same order. */
+FRCNN_API frcnn_status frcnn_anchors_base_conv(frcnn_ctx *ctx, frcnn_box_convention conv,
+                                               const frcnn_anchor_params *p, float *out);
 FRCNN_API frcnn_status frcnn_anchors_base(frcnn_ctx *ctx, const frcnn_anchor_params *p, float *out);
 /* The base anchors shifted over a feat_h x feat_w map with the given stride. out (feat_h * feat_w * a, 4) in the
  * order (y, x, anchor), the order of the RPN's outputs. */
@@ -452,6 +484,7 @@ typedef struct frcnn_anchor_target_params {
     int batch_size;         /* anchors sampled per image (256) */
     float fg_fraction;      /* at most this share of the batch positive (0.5) */
     int allowed_border;     /* anchors reaching further outside the image are ignored (0); < 0 keeps all */
+    frcnn_box_convention box_convention; /* of IoU and encoding (inclusive); the model sets it from its config */
 } frcnn_anchor_target_params;
 
 FRCNN_API frcnn_anchor_target_params frcnn_anchor_target_params_default(void);
@@ -473,15 +506,19 @@ typedef struct frcnn_proposal_params {
     int post_nms_top_n; /* 2000 train, 300 test */
     float nms_iou;      /* 0.7 */
     float min_size;     /* 16, in original-image pixels: multiplied by the image scale */
+    frcnn_box_convention box_convention; /* of decoding, clipping, sizes and NMS (inclusive); the model sets it
+                                            from its config */
 } frcnn_proposal_params;
 
 /* train: true for the training values above. */
 FRCNN_API frcnn_proposal_params frcnn_proposal_params_default(bool train);
 
 /* The proposal layer: decode deltas (n, 4) at anchors (n, 4), clip to the image, drop boxes narrower or lower
- * than min_size * image_scale, keep the pre_nms_top_n highest fg_scores[n], NMS, keep post_nms_top_n.
- * rois (capacity post_nms_top_n, 4) and roi_scores (same capacity, may be NULL) receive them in descending score
- * order; *n_rois their count. Scratch: frcnn_proposal_scratch_bytes(n). */
+ * than min_size * image_scale, keep the pre_nms_top_n highest fg_scores[n], NMS, keep post_nms_top_n. With
+ * FRCNN_BOXES_CONTINUOUS the order is torchvision's filter_proposals': the pre_nms_top_n highest scores first,
+ * then decode, clip and the size filter. rois (capacity post_nms_top_n, 4) and roi_scores (same capacity, may
+ * be NULL) receive them in descending score order; *n_rois their count. Scratch:
+ * frcnn_proposal_scratch_bytes(n). */
 FRCNN_API frcnn_status frcnn_proposals(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn_proposal_params *p,
                                        const float *anchors, const float *deltas, const float *fg_scores,
                                        size_t n, float image_h, float image_w, float image_scale, float *rois,
@@ -496,6 +533,7 @@ typedef struct frcnn_roi_target_params {
     float bg_iou_lo;     /* (0.0) */
     float means[4];      /* target normalisation: (0, 0, 0, 0) */
     float stds[4];       /* (0.1, 0.1, 0.2, 0.2) */
+    frcnn_box_convention box_convention; /* of IoU and encoding (inclusive); the model sets it from its config */
 } frcnn_roi_target_params;
 
 FRCNN_API frcnn_roi_target_params frcnn_roi_target_params_default(void);
@@ -531,6 +569,8 @@ typedef struct frcnn_config {
     float pixel_means[3];      /* subtracted from B, G, R in 0..255 (102.9801, 115.9465, 122.7717) */
     float pixel_stds[3];       /* then divided by these (1, 1, 1: Caffe's VGG16 uses raw 0..255 scale) */
     int frozen_convs;          /* the first convolutions that are not trained (4: conv1_x, conv2_x) */
+    int pool_floor;            /* 1: the backbone's 2x2 max-pools round their output size down, as torchvision's
+                                  VGG16; 0: up, Caffe's ceil mode of the paper's VGG16 (0) */
     int norm_groups;           /* > 0: GroupNorm with this many groups after each backbone convolution (0: none,
                                   as the paper; small: see docs/model.md) */
     frcnn_anchor_params anchors;
@@ -548,6 +588,9 @@ typedef struct frcnn_config {
     float score_threshold;     /* detections below are dropped (0.05) */
     float test_nms_iou;        /* per-class NMS at test time (0.3) */
     int max_detections;        /* per image over all classes (100) */
+    frcnn_box_convention box_convention; /* of every box computation: anchors, IoU, box coding, clipping, sizes,
+                                            NMS, proposal order (inclusive, the paper's; continuous reproduces
+                                            torchvision, docs/torchvision.md) */
 } frcnn_config;
 
 /* The paper's VGG16 configuration (REFERENCE.md section 1) and the small CPU configuration (docs/model.md). */
@@ -844,9 +887,14 @@ typedef struct frcnn_weights_report {
 
 /* Weights only, to initialise a new run or for inference: copies every parameter whose name and shape match,
  * never touches counters, optimizer or sampler, and reports what did not match. Returns FRCNN_ERR_MISMATCH when
- * nothing at all matched. report may be NULL. */
+ * nothing at all matched, and, before copying anything, when the file's pixel normalisation (the pixel_means and
+ * pixel_stds its weights were trained with) differs from the model's or is not recorded: create the model with
+ * frcnn_ckpt_read_pixel_norm's values. report may be NULL. */
 FRCNN_API frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_model *model,
                                                frcnn_weights_report *report);
+/* The pixel normalisation a file's weights expect (frcnn_config.pixel_means and pixel_stds, B G R). A file that
+ * does not record it: FRCNN_ERR_NOT_FOUND. */
+FRCNN_API frcnn_status frcnn_ckpt_read_pixel_norm(frcnn_ctx *ctx, const char *path, float means[3], float stds[3]);
 
 /* The class names stored in a checkpoint (frcnn_train_state.class_names): names[0 .. n) receive pointers into buf
  * (cap bytes, NUL-separated copies); n must be the configuration's num_classes. n * FRCNN_MAX_CLASS_NAME bytes always
@@ -1009,7 +1057,8 @@ FRCNN_API uint64_t frcnn_dataset_fingerprint(const frcnn_dataset *dataset);
 
 /* A training sample: image i loaded and prepared (frcnn_image_prepare, flipped when flip is true) into a new
  * tensor *image (free with frcnn_tensor_free), its scale, and its ground truth in the prepared image's pixels
- * (flipped too): boxes gt (capacity, 4) and labels (capacity). Difficult objects are left out unless
+ * (flipped too) in config's box convention (continuous: x2 and y2 one larger than the last pixel): boxes gt
+ * (capacity, 4) and labels (capacity). Difficult objects are left out unless
  * keep_difficult. More objects than capacity: FRCNN_ERR_INVALID_ARG. */
 FRCNN_API frcnn_status frcnn_dataset_load_sample(frcnn_ctx *ctx, const frcnn_dataset *dataset, size_t i, bool flip,
                                                  bool keep_difficult, const frcnn_config *config,
@@ -1035,7 +1084,8 @@ FRCNN_API void frcnn_voc_eval_free(frcnn_voc_eval *eval);
  * FRCNN_ERR_STATE); labels in [1, num_classes). */
 FRCNN_API frcnn_status frcnn_voc_eval_set_truth(frcnn_voc_eval *eval, size_t image, const frcnn_object *objects,
                                                 size_t n);
-/* Adds detections of image i in original-image pixels (as frcnn_model_detect returns them). Ties in score are
+/* Adds detections of image i in original-image pixels, inclusive boxes (as frcnn_model_detect returns them with
+ * FRCNN_BOXES_INCLUSIVE; a continuous model's x2 and y2 are one larger, subtract 1). Ties in score are
  * ranked by image index, then by the order added, so the result never depends on anything else. */
 FRCNN_API frcnn_status frcnn_voc_eval_add(frcnn_voc_eval *eval, size_t image, const frcnn_detection *dets,
                                           size_t n);

@@ -16,7 +16,7 @@ static float iou_pair(frcnn_ctx *ctx, const float a[4], const float b[4])
     float ab, ba;
     assert_int_equal(frcnn_box_iou(ctx, a, 1, b, 1, &ab), FRCNN_OK);
     assert_int_equal(frcnn_box_iou(ctx, b, 1, a, 1, &ba), FRCNN_OK);
-    float one = frcnn__box_iou1(a, b);
+    float one = frcnn__box_iou1(a, b, 1.0f);
     assert_memory_equal(&ab, &ba, sizeof ab);
     assert_memory_equal(&ab, &one, sizeof ab);
     return ab;
@@ -110,7 +110,7 @@ static void check_iou_matrix(size_t na, size_t nb, uint64_t seed)
     for (size_t i = 0; i < na; i++)
         for (size_t k = 0; k < nb; k++) {
             naive[i * nb + k] = (float)iou_naive(a + 4 * i, b + 4 * k);
-            pair[i * nb + k] = frcnn__box_iou1(a + 4 * i, b + 4 * k);
+            pair[i * nb + k] = frcnn__box_iou1(a + 4 * i, b + 4 * k, 1.0f);
         }
     frcnn_ctx *ctx = tu_ctx();
     assert_int_equal(frcnn_ctx_set_threads(ctx, 1), FRCNN_OK);
@@ -149,7 +149,7 @@ static void check_iou_specials(void)
     assert_int_equal(frcnn_box_iou(ctx, sp, S, sp, S, m), FRCNN_OK);
     for (size_t i = 0; i < S; i++)
         for (size_t k = 0; k < S; k++) {
-            float one = frcnn__box_iou1(sp + 4 * i, sp + 4 * k);
+            float one = frcnn__box_iou1(sp + 4 * i, sp + 4 * k, 1.0f);
             assert_memory_equal(&m[i * S + k], &one, sizeof one);
             assert_memory_equal(&m[i * S + k], &m[k * S + i], sizeof one);
             assert_false(isnan(one));

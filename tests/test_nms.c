@@ -110,7 +110,7 @@ static void check_widths(const char *what, const float *boxes, const float *scor
     const int widths[] = {1, 8, 16};
     for (size_t w = 0; w < 3; w++) {
         size_t n_keep = 12345;
-        frcnn__nms_ordered_width(boxes, order, n, thr, max_keep, kept, keep, &n_keep, widths[w]);
+        frcnn__nms_ordered_width(boxes, order, n, thr, 1.0f, max_keep, kept, keep, &n_keep, widths[w]);
         char msg[160];
         snprintf(msg, sizeof msg, "%s, vector width %d", what, widths[w]);
         expect_keep(msg, keep, n_keep, want, n_want);

@@ -263,7 +263,8 @@ static void test_matches_reference(void **state)
         {1500, 1500, 1.0f, 0.0f, 1.0f},   {10, 3, 0.0f, 16.0f, 1.0f},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        frcnn_proposal_params p = {cases[c].pre, cases[c].post, cases[c].nms, cases[c].min_size};
+        frcnn_proposal_params p = {cases[c].pre, cases[c].post, cases[c].nms, cases[c].min_size,
+                                   FRCNN_BOXES_INCLUSIVE};
         size_t n_rois;
         assert_ok(f.ctx, run(&f, &p, anchors, deltas, scores, n, 300, 400, cases[c].scale, rois, roi_scores,
                              &n_rois));

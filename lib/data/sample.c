@@ -36,18 +36,21 @@ frcnn_status frcnn_dataset_load_sample(frcnn_ctx *ctx, const frcnn_dataset *data
     frcnn_image_free(img);
     if (st != FRCNN_OK)
         return st;
+    /* Objects cover pixels x1..x2 inclusive; the continuous convention's box ends at the far edge, x2 + 1. */
+    const float extent = config->box_convention == FRCNN_BOXES_CONTINUOUS ? 1.0f : 0.0f;
+    const float mirror = (float)info.width - 1.0f + extent;
     size_t g = 0;
     for (size_t k = 0; k < info.n_objects; k++) {
         const frcnn_object *o = &info.objects[k];
         if (o->difficult && !keep_difficult)
             continue;
-        /* py-faster-rcnn imdb.append_flipped_images: x1' = width - x2 - 1, x2' = width - x1 - 1. */
-        float x1 = flip ? (float)info.width - o->x2 - 1 : o->x1;
-        float x2 = flip ? (float)info.width - o->x1 - 1 : o->x2;
-        gt[4 * g + 0] = x1 * s;
+        /* py-faster-rcnn imdb.append_flipped_images: x1' = width - x2 - 1, x2' = width - x1 - 1 (inclusive);
+         * x1' = width - x2, x2' = width - x1 (continuous). */
+        float x2 = o->x2 + extent;
+        gt[4 * g + 0] = (flip ? mirror - x2 : o->x1) * s;
         gt[4 * g + 1] = o->y1 * s;
-        gt[4 * g + 2] = x2 * s;
-        gt[4 * g + 3] = o->y2 * s;
+        gt[4 * g + 2] = (flip ? mirror - o->x1 : x2) * s;
+        gt[4 * g + 3] = (o->y2 + extent) * s;
         labels[g++] = o->label;
     }
     *image = t;

@@ -1,6 +1,6 @@
-/* Anchor boxes: the base shapes of py-faster-rcnn's rpn/generate_anchors.py and their shifts over the feature
- * map (rpn/anchor_target_layer.py, proposal_layer.py). Arithmetic in double, as numpy's float64 there, stored as
- * float. */
+/* Anchor boxes: the base shapes of py-faster-rcnn's rpn/generate_anchors.py (arithmetic in double, as numpy's
+ * float64 there, stored as float) or of torchvision's AnchorGenerator (in float, as torch), and their shifts over
+ * the feature map (rpn/anchor_target_layer.py, proposal_layer.py). */
 #include "box_internal.h"
 
 #include <float.h>
@@ -53,15 +53,9 @@ static void make_anchor(double w, double h, double cx, double cy, double out[4])
     out[3] = cy + 0.5 * (h - 1.0);
 }
 
-frcnn_status frcnn_anchors_base(frcnn_ctx *ctx, const frcnn_anchor_params *p, float *out)
+/* py-faster-rcnn's generate_anchors (inclusive convention). */
+static frcnn_status inclusive_anchors(frcnn_ctx *ctx, const frcnn_anchor_params *p, float *out)
 {
-    if (!ctx)
-        return FRCNN_ERR_INVALID_ARG;
-    if (!p || !out)
-        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "anchors: %s is NULL", !p ? "params" : "out");
-    frcnn_status st = check_params(ctx, p);
-    if (st != FRCNN_OK)
-        return st;
     /* The base box (0, 0, base - 1, base - 1): width and height base, centre (base - 1) / 2. */
     double base = p->base_size, ctr = 0.5 * (base - 1.0), size = base * base;
     double all[FRCNN_MAX_ANCHOR_SHAPES * FRCNN_MAX_ANCHOR_SHAPES][4];
@@ -95,6 +89,48 @@ frcnn_status frcnn_anchors_base(frcnn_ctx *ctx, const frcnn_anchor_params *p, fl
         for (int c = 0; c < 4; c++)
             out[4 * i + c] = (float)all[i][c];
     return FRCNN_OK;
+}
+
+/* torchvision's AnchorGenerator.generate_anchors (continuous convention), in float as torch computes it:
+ * h_ratios = sqrt(ratios), w_ratios = 1 / h_ratios, ws = w_ratios * size, base = round((-ws, -hs, ws, hs) / 2). */
+static frcnn_status continuous_anchors(frcnn_ctx *ctx, const frcnn_anchor_params *p, float *out)
+{
+    for (int r = 0, a = 0; r < p->n_ratios; r++) {
+        float h_ratio = sqrtf(p->ratios[r]), w_ratio = 1.0f / h_ratio;
+        for (int s = 0; s < p->n_scales; s++, a++) {
+            float size = p->base_size * p->scales[s], ws = w_ratio * size, hs = h_ratio * size;
+            if (!(ws <= FLT_MAX && hs <= FLT_MAX))
+                return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
+                                    "anchors: base_size %g, ratio %g, scale %g give a size beyond float",
+                                    (double)p->base_size, (double)p->ratios[r], (double)p->scales[s]);
+            /* rintf rounds half to even in the default rounding mode, as torch.round. */
+            out[4 * a + 0] = rintf(-ws / 2.0f);
+            out[4 * a + 1] = rintf(-hs / 2.0f);
+            out[4 * a + 2] = rintf(ws / 2.0f);
+            out[4 * a + 3] = rintf(hs / 2.0f);
+        }
+    }
+    return FRCNN_OK;
+}
+
+frcnn_status frcnn_anchors_base_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const frcnn_anchor_params *p,
+                                     float *out)
+{
+    if (!ctx)
+        return FRCNN_ERR_INVALID_ARG;
+    if (!p || !out)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "anchors: %s is NULL", !p ? "params" : "out");
+    frcnn_status st = frcnn__check_box_convention(ctx, "anchors", conv);
+    if (st == FRCNN_OK)
+        st = check_params(ctx, p);
+    if (st != FRCNN_OK)
+        return st;
+    return conv == FRCNN_BOXES_CONTINUOUS ? continuous_anchors(ctx, p, out) : inclusive_anchors(ctx, p, out);
+}
+
+frcnn_status frcnn_anchors_base(frcnn_ctx *ctx, const frcnn_anchor_params *p, float *out)
+{
+    return frcnn_anchors_base_conv(ctx, FRCNN_BOXES_INCLUSIVE, p, out);
 }
 
 frcnn_status frcnn_anchors_grid(frcnn_ctx *ctx, const float *base, size_t a, int feat_h, int feat_w, int stride,

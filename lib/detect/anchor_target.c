@@ -18,6 +18,7 @@ frcnn_anchor_target_params frcnn_anchor_target_params_default(void)
     p.batch_size = 256;
     p.fg_fraction = 0.5f;
     p.allowed_border = 0;
+    p.box_convention = FRCNN_BOXES_INCLUSIVE;
     return p;
 }
 
@@ -40,7 +41,8 @@ static frcnn_status check_params(frcnn_ctx *ctx, const frcnn_anchor_target_param
 }
 
 /* Every anchor finite; every GT box finite with a positive width and height (it is a regression target). */
-static frcnn_status check_boxes(frcnn_ctx *ctx, const float *anchors, size_t n, const float *gt, size_t g)
+static frcnn_status check_boxes(frcnn_ctx *ctx, const float *anchors, size_t n, const float *gt, size_t g,
+                                float off)
 {
     for (size_t i = 0; i < n; i++) {
         const float *a = anchors + 4 * i;
@@ -54,7 +56,7 @@ static frcnn_status check_boxes(frcnn_ctx *ctx, const float *anchors, size_t n, 
         if (!(isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3])))
             return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "anchor_targets: gt row %zu is not finite (%g, %g, %g, %g)",
                                 j, (double)b[0], (double)b[1], (double)b[2], (double)b[3]);
-        if (!(b[2] - b[0] + 1.0f > 0.0f && b[3] - b[1] + 1.0f > 0.0f))
+        if (!(b[2] - b[0] + off > 0.0f && b[3] - b[1] + off > 0.0f))
             return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
                                 "anchor_targets: gt row %zu (%g, %g, %g, %g) has width or height <= 0", j,
                                 (double)b[0], (double)b[1], (double)b[2], (double)b[3]);
@@ -114,7 +116,8 @@ frcnn_status frcnn_anchor_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const fr
     if (n > UINT32_MAX || g > UINT32_MAX)
         return frcnn__error(ctx, FRCNN_ERR_OVERFLOW, "anchor_targets: %zu anchors and %zu gt boxes, at most %u each",
                             n, g, (unsigned)UINT32_MAX);
-    if ((st = check_boxes(ctx, anchors, n, gt, g)) != FRCNN_OK)
+    if ((st = frcnn__check_box_convention(ctx, "anchor_targets", p->box_convention)) != FRCNN_OK ||
+        (st = check_boxes(ctx, anchors, n, gt, g, frcnn__box_offset(p->box_convention))) != FRCNN_OK)
         return st;
     size_t per_anchor, bytes;
     if (!frcnn__add_size(g, 3, &per_anchor) || !frcnn__mul_size(n, per_anchor, &bytes) ||
@@ -155,7 +158,7 @@ frcnn_status frcnn_anchor_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const fr
         float *row = iou + r * g;
         uint32_t arg = 0;
         for (size_t j = 0; j < g; j++) {
-            row[j] = frcnn__box_iou1(a, gt + 4 * j);
+            row[j] = frcnn__box_iou1(a, gt + 4 * j, frcnn__box_offset(p->box_convention));
             if (row[j] > row[arg])
                 arg = (uint32_t)j;
         }
@@ -195,8 +198,8 @@ frcnn_status frcnn_anchor_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const fr
         size_t i = inside[r];
         if (labels[i] != 1)
             continue;
-        st = frcnn_box_encode(ctx, anchors + 4 * i, gt + 4 * (size_t)best[r], 1, zero_means, unit_stds,
-                              targets + 4 * i);
+        st = frcnn_box_encode_conv(ctx, p->box_convention, anchors + 4 * i, gt + 4 * (size_t)best[r], 1, zero_means,
+                                   unit_stds, targets + 4 * i);
         if (st != FRCNN_OK)
             goto done;
         for (int k = 0; k < 4; k++)

@@ -1,5 +1,6 @@
-/* The backbone's forward and backward passes: 3x3 convolutions, GroupNorm when configured, ReLU and 2x2 ceil-mode
- * max-pools, over the planned buffers; backward stops at the first trainable layer. */
+/* The backbone's forward and backward passes: 3x3 convolutions, GroupNorm when configured, ReLU and 2x2
+ * max-pools (Caffe's ceil mode, or floor as torchvision), over the planned buffers; backward stops at the first
+ * trainable layer. */
 #include "model_internal.h"
 
 static const frcnn_conv2d_params conv3x3 = {1, 1, 1, 1};
@@ -11,10 +12,10 @@ static frcnn_groupnorm_params norm_params(const frcnn_model *m)
     return p;
 }
 
-static frcnn_maxpool_params pool2x2(void)
+static frcnn_maxpool_params pool2x2(const frcnn_model *m)
 {
     frcnn_maxpool_params p = frcnn_maxpool_params_default();
-    p.ceil_mode = true; /* py-faster-rcnn's VGG16 prototxt pools in Caffe's ceil mode */
+    p.ceil_mode = !m->cfg.pool_floor; /* py-faster-rcnn's VGG16 prototxt pools in Caffe's ceil mode */
     return p;
 }
 
@@ -29,7 +30,7 @@ static const frcnn_tensor *layer_input(const frcnn_model *m, const frcnn_tensor 
 frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, bool train, frcnn_tensor **feature)
 {
     frcnn_ctx *ctx = m->ctx;
-    frcnn_maxpool_params pool = pool2x2();
+    frcnn_maxpool_params pool = pool2x2(m);
     frcnn_groupnorm_params norm = norm_params(m);
     frcnn_status st = FRCNN_OK;
     for (int i = 0; i < m->n_convs && st == FRCNN_OK; i++) {
@@ -53,7 +54,7 @@ frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, 
 frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
 {
     frcnn_ctx *ctx = m->ctx;
-    frcnn_maxpool_params pool = pool2x2();
+    frcnn_maxpool_params pool = pool2x2(m);
     frcnn_groupnorm_params norm = norm_params(m);
     float *grad = m->a.grad_a_mem, *spare = m->a.grad_b_mem; /* grad: d(final output of layer i) */
     frcnn_status st = FRCNN_OK;

@@ -1,7 +1,8 @@
-/* Box arithmetic with py-faster-rcnn's inclusive "+1" pixel convention: IoU matrices (utils/cython_bbox.pyx
- * bbox_overlaps), regression targets and their inverse (fast_rcnn/bbox_transform.py bbox_transform,
- * bbox_transform_inv), clipping (clip_boxes), and the stable descending argsort the detection layers share.
- * Arithmetic is in float, as numpy does on float32 arrays. */
+/* Box arithmetic in py-faster-rcnn's inclusive "+1" pixel convention or torchvision's continuous one: IoU
+ * matrices (utils/cython_bbox.pyx bbox_overlaps, torchvision.ops.box_iou), regression targets and their inverse
+ * (fast_rcnn/bbox_transform.py bbox_transform, bbox_transform_inv; torchvision's BoxCoder), clipping
+ * (clip_boxes), and the stable descending argsort the detection layers share. Arithmetic is in float, as numpy
+ * and torch do on float32 arrays. */
 #include "box_internal.h"
 
 #include <math.h>
@@ -14,15 +15,33 @@
 /* Each thread takes at least this many IoU pairs (about 0.2 ms vectorised; a thread start costs tens of us). */
 #define IOU_PAIRS_PER_THREAD 262144
 
-float frcnn__box_iou1(const float *a, const float *b)
+const char *frcnn_box_convention_name(frcnn_box_convention conv)
 {
-    return frcnn__iou_coords(a[0], a[1], a[2], a[3], frcnn__box_area(a), b[0], b[1], b[2], b[3],
-                             frcnn__box_area(b));
+    switch (conv) {
+    case FRCNN_BOXES_INCLUSIVE: return "inclusive";
+    case FRCNN_BOXES_CONTINUOUS: return "continuous";
+    }
+    return NULL;
+}
+
+frcnn_status frcnn__check_box_convention(frcnn_ctx *ctx, const char *who, frcnn_box_convention conv)
+{
+    if (frcnn_box_convention_name(conv))
+        return FRCNN_OK;
+    return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: box convention %d, expected 0 (inclusive) or 1 (continuous)",
+                        who, (int)conv);
+}
+
+float frcnn__box_iou1(const float *a, const float *b, float off)
+{
+    return frcnn__iou_coords(a[0], a[1], a[2], a[3], frcnn__box_area(a, off), b[0], b[1], b[2], b[3],
+                             frcnn__box_area(b, off), off);
 }
 
 typedef struct iou_job {
     const float *a, *b; /* (na, 4), (nb, 4) */
     size_t nb;
+    float off;  /* frcnn__box_offset */
     float *iou; /* (na, nb) */
 } iou_job;
 
@@ -35,6 +54,7 @@ static void iou_range(void *arg, size_t begin, size_t end)
 {
     const iou_job *job = arg;
     size_t nb = job->nb;
+    float off = job->off;
     float tx1[IOU_TILE], ty1[IOU_TILE], tx2[IOU_TILE], ty2[IOU_TILE], tarea[IOU_TILE];
     for (size_t k0 = 0; k0 < nb; k0 += IOU_TILE) {
         size_t kn = nb - k0 < IOU_TILE ? nb - k0 : IOU_TILE;
@@ -44,31 +64,35 @@ static void iou_range(void *arg, size_t begin, size_t end)
             ty1[k] = q[1];
             tx2[k] = q[2];
             ty2[k] = q[3];
-            tarea[k] = frcnn__box_area(q);
+            tarea[k] = frcnn__box_area(q, off);
         }
         for (size_t i = begin; i < end; i++) {
             const float *a = job->a + 4 * i;
-            float ax1 = a[0], ay1 = a[1], ax2 = a[2], ay2 = a[3], a_area = frcnn__box_area(a);
+            float ax1 = a[0], ay1 = a[1], ax2 = a[2], ay2 = a[3], a_area = frcnn__box_area(a, off);
             float *row = job->iou + i * nb + k0;
             size_t k = 0;
 #if defined(__SSE2__)
             __m128 vx1 = _mm_set1_ps(ax1), vy1 = _mm_set1_ps(ay1), vx2 = _mm_set1_ps(ax2), vy2 = _mm_set1_ps(ay2);
-            __m128 varea = _mm_set1_ps(a_area);
+            __m128 varea = _mm_set1_ps(a_area), voff = _mm_set1_ps(off);
             for (; k + 4 <= kn; k += 4)
                 _mm_storeu_ps(row + k, frcnn__iou_sse2(vx1, vy1, vx2, vy2, varea, _mm_loadu_ps(tx1 + k),
                                                        _mm_loadu_ps(ty1 + k), _mm_loadu_ps(tx2 + k),
-                                                       _mm_loadu_ps(ty2 + k), _mm_loadu_ps(tarea + k)));
+                                                       _mm_loadu_ps(ty2 + k), _mm_loadu_ps(tarea + k), voff));
 #endif
             for (; k < kn; k++)
-                row[k] = frcnn__iou_coords(ax1, ay1, ax2, ay2, a_area, tx1[k], ty1[k], tx2[k], ty2[k], tarea[k]);
+                row[k] = frcnn__iou_coords(ax1, ay1, ax2, ay2, a_area, tx1[k], ty1[k], tx2[k], ty2[k], tarea[k], off);
         }
     }
 }
 
-frcnn_status frcnn_box_iou(frcnn_ctx *ctx, const float *a, size_t na, const float *b, size_t nb, float *iou)
+frcnn_status frcnn_box_iou_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const float *a, size_t na,
+                                const float *b, size_t nb, float *iou)
 {
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
+    frcnn_status st = frcnn__check_box_convention(ctx, "box_iou", conv);
+    if (st != FRCNN_OK)
+        return st;
     size_t cells, bytes;
     if (!frcnn__mul_size(na, nb, &cells) || !frcnn__mul_size(cells, sizeof(float), &bytes))
         return frcnn__error(ctx, FRCNN_ERR_OVERFLOW, "box_iou: a %zu x b %zu boxes overflows the IoU matrix", na,
@@ -77,10 +101,15 @@ frcnn_status frcnn_box_iou(frcnn_ctx *ctx, const float *a, size_t na, const floa
         return FRCNN_OK;
     if (!a || !b || !iou)
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "box_iou: %s is NULL", !a ? "a" : !b ? "b" : "iou");
-    iou_job job = {a, b, nb, iou};
+    iou_job job = {a, b, nb, frcnn__box_offset(conv), iou};
     size_t rows_per_thread = IOU_PAIRS_PER_THREAD / nb + 1;
     frcnn__parallel_for(ctx, na, rows_per_thread, iou_range, &job);
     return FRCNN_OK;
+}
+
+frcnn_status frcnn_box_iou(frcnn_ctx *ctx, const float *a, size_t na, const float *b, size_t nb, float *iou)
+{
+    return frcnn_box_iou_conv(ctx, FRCNN_BOXES_INCLUSIVE, a, na, b, nb, iou);
 }
 
 /* Checks means (finite) and stds (finite, > 0); NULL stands for no normalisation. */
@@ -97,12 +126,15 @@ static frcnn_status check_norm(frcnn_ctx *ctx, const float means[4], const float
     return FRCNN_OK;
 }
 
-frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *targets, size_t n,
-                              const float means[4], const float stds[4], float *deltas)
+frcnn_status frcnn_box_encode_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const float *boxes,
+                                   const float *targets, size_t n, const float means[4], const float stds[4],
+                                   float *deltas)
 {
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
-    frcnn_status st = check_norm(ctx, means, stds);
+    frcnn_status st = frcnn__check_box_convention(ctx, "box_encode", conv);
+    if (st == FRCNN_OK)
+        st = check_norm(ctx, means, stds);
     if (st != FRCNN_OK)
         return st;
     if (n == 0)
@@ -110,12 +142,13 @@ frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *t
     if (!boxes || !targets || !deltas)
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "box_encode: %s is NULL",
                             !boxes ? "boxes" : !targets ? "targets" : "deltas");
+    const float off = frcnn__box_offset(conv);
     /* Validate every row before writing, so a failing call leaves deltas untouched. */
     for (size_t i = 0; i < n; i++) {
         const float *pair[2] = {boxes + 4 * i, targets + 4 * i};
         for (int s = 0; s < 2; s++) {
             const float *r = pair[s];
-            float w = r[2] - r[0] + 1.0f, h = r[3] - r[1] + 1.0f;
+            float w = r[2] - r[0] + off, h = r[3] - r[1] + off;
             if (!(w > 0.0f && h > 0.0f && isfinite(w) && isfinite(h)))
                 return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
                                     "box_encode: %s row %zu (%g, %g, %g, %g) has width %g, height %g; expected "
@@ -126,9 +159,9 @@ frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *t
     }
     for (size_t i = 0; i < n; i++) {
         const float *e = boxes + 4 * i, *g = targets + 4 * i;
-        float ew = e[2] - e[0] + 1.0f, eh = e[3] - e[1] + 1.0f;
+        float ew = e[2] - e[0] + off, eh = e[3] - e[1] + off;
         float ecx = e[0] + 0.5f * ew, ecy = e[1] + 0.5f * eh;
-        float gw = g[2] - g[0] + 1.0f, gh = g[3] - g[1] + 1.0f;
+        float gw = g[2] - g[0] + off, gh = g[3] - g[1] + off;
         float gcx = g[0] + 0.5f * gw, gcy = g[1] + 0.5f * gh;
         float d[4] = {(gcx - ecx) / ew, (gcy - ecy) / eh, logf(gw / ew), logf(gh / eh)};
         for (int k = 0; k < 4; k++) {
@@ -143,16 +176,23 @@ frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *t
     return FRCNN_OK;
 }
 
-void frcnn_box_decode(const float *boxes, const float *deltas, size_t n, const float means[4], const float stds[4],
-                      float *out)
+frcnn_status frcnn_box_encode(frcnn_ctx *ctx, const float *boxes, const float *targets, size_t n,
+                              const float means[4], const float stds[4], float *deltas)
+{
+    return frcnn_box_encode_conv(ctx, FRCNN_BOXES_INCLUSIVE, boxes, targets, n, means, stds, deltas);
+}
+
+void frcnn_box_decode_conv(frcnn_box_convention conv, const float *boxes, const float *deltas, size_t n,
+                           const float means[4], const float stds[4], float *out)
 {
     if (!boxes || !deltas || !out)
         return;
+    const float off = frcnn__box_offset(conv);
     for (size_t i = 0; i < n; i++) {
         /* Read the whole row before writing: out may alias deltas (or boxes). */
         const float *b = boxes + 4 * i, *dr = deltas + 4 * i;
         float d[4] = {dr[0], dr[1], dr[2], dr[3]};
-        float w = b[2] - b[0] + 1.0f, h = b[3] - b[1] + 1.0f;
+        float w = b[2] - b[0] + off, h = b[3] - b[1] + off;
         float cx = b[0] + 0.5f * w, cy = b[1] + 0.5f * h;
         for (int k = 0; k < 4; k++) {
             if (stds)
@@ -166,14 +206,20 @@ void frcnn_box_decode(const float *boxes, const float *deltas, size_t n, const f
             d[3] = BOX_DELTA_CLIP;
         float pcx = d[0] * w + cx, pcy = d[1] * h + cy;
         float pw = expf(d[2]) * w, ph = expf(d[3]) * h;
-        /* x2 = cx + w/2 - 1, the exact inverse of the encoding (Detectron's correction): py-faster-rcnn's
-         * bbox_transform_inv omits the -1 and returns every box one pixel too wide and too high. */
+        /* x2 = cx + w/2 - 1 when inclusive, the exact inverse of the encoding (Detectron's correction):
+         * py-faster-rcnn's bbox_transform_inv omits the -1 and returns every box one pixel too wide and high. */
         float *o = out + 4 * i;
         o[0] = pcx - 0.5f * pw;
         o[1] = pcy - 0.5f * ph;
-        o[2] = pcx + 0.5f * pw - 1.0f;
-        o[3] = pcy + 0.5f * ph - 1.0f;
+        o[2] = pcx + 0.5f * pw - off;
+        o[3] = pcy + 0.5f * ph - off;
     }
+}
+
+void frcnn_box_decode(const float *boxes, const float *deltas, size_t n, const float means[4], const float stds[4],
+                      float *out)
+{
+    frcnn_box_decode_conv(FRCNN_BOXES_INCLUSIVE, boxes, deltas, n, means, stds, out);
 }
 
 /* min(v, hi) then max(., 0), as np.maximum(np.minimum(v, hi), 0): NaN stays NaN. */
@@ -186,11 +232,11 @@ static float clip1(float v, float hi)
     return v;
 }
 
-void frcnn_box_clip(float *boxes, size_t n, float height, float width)
+void frcnn_box_clip_conv(frcnn_box_convention conv, float *boxes, size_t n, float height, float width)
 {
     if (!boxes)
         return;
-    float xmax = width - 1.0f, ymax = height - 1.0f;
+    float xmax = width - frcnn__box_offset(conv), ymax = height - frcnn__box_offset(conv);
     for (size_t i = 0; i < n; i++) {
         float *b = boxes + 4 * i;
         b[0] = clip1(b[0], xmax);
@@ -198,6 +244,11 @@ void frcnn_box_clip(float *boxes, size_t n, float height, float width)
         b[2] = clip1(b[2], xmax);
         b[3] = clip1(b[3], ymax);
     }
+}
+
+void frcnn_box_clip(float *boxes, size_t n, float height, float width)
+{
+    frcnn_box_clip_conv(FRCNN_BOXES_INCLUSIVE, boxes, n, height, width);
 }
 
 /* ----- stable descending argsort ----------------------------------------------------------------------------- */

@@ -143,6 +143,10 @@ frcnn_status frcnn_config_validate(frcnn_ctx *ctx, const frcnn_config *c)
         BAD("smooth-L1 sigmas must be positive");
     if (!finite_in(c->score_threshold, 0, 1) || !finite_in(c->test_nms_iou, 0, 1) || c->max_detections < 1)
         BAD("test: score_threshold and test_nms_iou in [0, 1], max_detections >= 1");
+    if (c->pool_floor != 0 && c->pool_floor != 1)
+        BAD("pool_floor %d, expected 0 (ceil mode) or 1 (floor)", c->pool_floor);
+    if (!frcnn_box_convention_name(c->box_convention))
+        BAD("box_convention %d, expected 0 (inclusive) or 1 (continuous)", (int)c->box_convention);
 #undef BAD
     return FRCNN_OK;
 }

@@ -91,16 +91,17 @@ frcnn_status frcnn_model_detect(frcnn_model *m, const frcnn_input *in, frcnn_det
             float roi[4];
             for (int j = 0; j < 4; j++)
                 roi[j] = a->proposals[4 * r + j] / in->scale;
-            frcnn_box_decode(roi, &a->box.data[(r * k + cls) * 4], 1, c->roi_targets.means, c->roi_targets.stds,
-                             &boxes[4 * count]);
+            frcnn_box_decode_conv(c->box_convention, roi, &a->box.data[(r * k + cls) * 4], 1, c->roi_targets.means,
+                                  c->roi_targets.stds, &boxes[4 * count]);
             scores[count] = s;
             src[count++] = (uint32_t)r;
         }
         if (count == 0)
             continue;
-        frcnn_box_clip(boxes, count, orig_h, orig_w);
+        frcnn_box_clip_conv(c->box_convention, boxes, count, orig_h, orig_w);
         size_t kept = 0;
-        if ((st = frcnn_nms(ctx, m->scratch, boxes, scores, count, c->test_nms_iou, 0, keep, &kept)) != FRCNN_OK)
+        if ((st = frcnn_nms_conv(ctx, m->scratch, c->box_convention, boxes, scores, count, c->test_nms_iou, 0, keep,
+                                 &kept)) != FRCNN_OK)
             goto done;
         for (size_t i = 0; i < kept; i++, total++) {
             candidate *d = &all[total];

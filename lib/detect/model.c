@@ -172,9 +172,10 @@ static void carve_view(carver *c, frcnn__view *v, int ndim, int64_t d0, int64_t 
     frcnn__view_set(v, carve_f(c, n), ndim, d0, d1, d2, d3);
 }
 
-static int ceil_half(int x)
+/* A side after a 2x2 stride-2 max-pool, rounded as configured. */
+static int pool_half(const frcnn_config *cfg, int x)
 {
-    return (x + 1) / 2;
+    return cfg->pool_floor ? x / 2 : (x + 1) / 2;
 }
 
 /* The whole layout. Layers whose outputs no backward pass reads (frozen ones, or all of them at inference) write
@@ -191,7 +192,8 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     const int groups = cfg->norm_groups;
     for (int i = 0; i < m->n_convs; i++) {
         size_t out = (size_t)m->convs[i].cout * (size_t)ch * (size_t)cw;
-        size_t pooled = m->convs[i].pool_after ? (size_t)m->convs[i].cout * ceil_half(ch) * ceil_half(cw) : 0;
+        size_t pooled = m->convs[i].pool_after ? (size_t)m->convs[i].cout * pool_half(cfg, ch) * pool_half(cfg, cw)
+                                            : 0;
         if (i < first_kept) {
             shared_size = out > shared_size ? out : shared_size;
             shared_size = pooled > shared_size ? pooled : shared_size;
@@ -200,8 +202,8 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
             grad_size = pooled > grad_size ? pooled : grad_size;
         }
         if (m->convs[i].pool_after) {
-            ch = ceil_half(ch);
-            cw = ceil_half(cw);
+            ch = pool_half(cfg, ch);
+            cw = pool_half(cfg, cw);
         }
     }
     a->fh = ch;
@@ -228,7 +230,7 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
         frcnn__view_set(&a->out[i], mem, 4, 1, l->cout, ch, cw);
         a->pool_argmax[i] = NULL;
         if (l->pool_after) {
-            int ph = ceil_half(ch), pw = ceil_half(cw);
+            int ph = pool_half(cfg, ch), pw = pool_half(cfg, cw);
             size_t pooled = (size_t)l->cout * (size_t)ph * (size_t)pw;
             mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, pooled);
             frcnn__view_set(&a->pooled[i], mem, 4, 1, l->cout, ph, pw);
@@ -333,8 +335,13 @@ frcnn_status frcnn_model_create(frcnn_ctx *ctx, const frcnn_config *config, uint
     memset(m, 0, sizeof *m);
     m->ctx = ctx;
     m->cfg = *config;
+    /* One convention for every box computation; the stage functions read it from their own parameters. */
+    m->cfg.rpn_targets.box_convention = config->box_convention;
+    m->cfg.train_proposals.box_convention = config->box_convention;
+    m->cfg.test_proposals.box_convention = config->box_convention;
+    m->cfg.roi_targets.box_convention = config->box_convention;
     m->num_anchors = config->anchors.n_ratios * config->anchors.n_scales;
-    st = frcnn_anchors_base(ctx, &config->anchors, m->base_anchors);
+    st = frcnn_anchors_base_conv(ctx, config->box_convention, &config->anchors, m->base_anchors);
     if (st == FRCNN_OK)
         st = build_params(m);
     if (st != FRCNN_OK)

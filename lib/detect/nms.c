@@ -2,7 +2,8 @@
  * against the boxes kept so far (a structure-of-arrays list scanned 16 at a time with AVX or 8 with SSE2,
  * stopping at the first step that suppresses), and the scan ends once max_keep boxes are kept. The kept set is
  * exactly that of the O(n^2) definition (py-faster-rcnn nms/py_cpu_nms.py: drop a box whose IoU with a kept one
- * is > the threshold), because every IoU is the same frcnn__iou_coords expression. */
+ * is > the threshold; torchvision's nms with the continuous convention), because every IoU is the same
+ * frcnn__iou_coords expression. */
 #include "box_internal.h"
 
 #include <math.h>
@@ -24,17 +25,18 @@ size_t frcnn__nms_kept_floats(size_t cap)
     return 5 * kept_stride(cap);
 }
 
-/* The kept list: coordinates and areas of the boxes kept so far, count of them. */
+/* The kept list: coordinates and areas of the boxes kept so far, count of them, and the pixel offset. */
 typedef struct kept_list {
     float *x1, *y1, *x2, *y2, *area;
     size_t count;
+    float off;
 } kept_list;
 
 /* True when kept box j has IoU > thr with the box (x1, y1, x2, y2, area). */
 static inline bool suppresses(const kept_list *k, size_t j, float x1, float y1, float x2, float y2, float area,
                               float thr)
 {
-    return frcnn__iou_coords(k->x1[j], k->y1[j], k->x2[j], k->y2[j], k->area[j], x1, y1, x2, y2, area) > thr;
+    return frcnn__iou_coords(k->x1[j], k->y1[j], k->x2[j], k->y2[j], k->area[j], x1, y1, x2, y2, area, k->off) > thr;
 }
 
 #if defined(__SSE2__)
@@ -43,7 +45,8 @@ static inline __m128 suppress_mask4(const kept_list *k, size_t j, __m128 bx1, __
                                     __m128 barea, __m128 thr)
 {
     __m128 iou = frcnn__iou_sse2(_mm_loadu_ps(k->x1 + j), _mm_loadu_ps(k->y1 + j), _mm_loadu_ps(k->x2 + j),
-                                 _mm_loadu_ps(k->y2 + j), _mm_loadu_ps(k->area + j), bx1, by1, bx2, by2, barea);
+                                 _mm_loadu_ps(k->y2 + j), _mm_loadu_ps(k->area + j), bx1, by1, bx2, by2, barea,
+                                 _mm_set1_ps(k->off));
     return _mm_cmpgt_ps(iou, thr);
 }
 
@@ -73,13 +76,13 @@ __attribute__((target("avx"))) static inline __m256 suppress_mask8(const kept_li
                                                                    __m256 by1, __m256 bx2, __m256 by2,
                                                                    __m256 barea, __m256 thr)
 {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 off = _mm256_set1_ps(k->off), zero = _mm256_setzero_ps();
     __m256 xx1 = _mm256_max_ps(_mm256_loadu_ps(k->x1 + j), bx1);
     __m256 yy1 = _mm256_max_ps(_mm256_loadu_ps(k->y1 + j), by1);
     __m256 xx2 = _mm256_min_ps(_mm256_loadu_ps(k->x2 + j), bx2);
     __m256 yy2 = _mm256_min_ps(_mm256_loadu_ps(k->y2 + j), by2);
-    __m256 iw = _mm256_add_ps(_mm256_sub_ps(xx2, xx1), one);
-    __m256 ih = _mm256_add_ps(_mm256_sub_ps(yy2, yy1), one);
+    __m256 iw = _mm256_add_ps(_mm256_sub_ps(xx2, xx1), off);
+    __m256 ih = _mm256_add_ps(_mm256_sub_ps(yy2, yy1), off);
     __m256 inter = _mm256_mul_ps(iw, ih);
     __m256 uni = _mm256_sub_ps(_mm256_add_ps(_mm256_loadu_ps(k->area + j), barea), inter);
     __m256 iou = _mm256_div_ps(inter, uni);
@@ -126,19 +129,19 @@ static bool is_suppressed(const kept_list *k, int width, float x1, float y1, flo
     return false;
 }
 
-void frcnn__nms_ordered_width(const float *boxes, const uint32_t *order, size_t n, float iou_threshold,
+void frcnn__nms_ordered_width(const float *boxes, const uint32_t *order, size_t n, float iou_threshold, float off,
                               size_t max_keep, float *kept, uint32_t *keep, size_t *n_keep, int simd_width)
 {
     size_t cap = max_keep > 0 && max_keep < n ? max_keep : n;
     size_t stride = kept_stride(cap);
-    kept_list k = {kept, kept + stride, kept + 2 * stride, kept + 3 * stride, kept + 4 * stride, 0};
+    kept_list k = {kept, kept + stride, kept + 2 * stride, kept + 3 * stride, kept + 4 * stride, 0, off};
 #ifdef NMS_HAVE_AVX
     if (simd_width >= 16 && !__builtin_cpu_supports("avx"))
         simd_width = 8;
 #endif
     for (size_t i = 0; i < n && k.count < cap; i++) {
         const float *b = boxes + 4 * (size_t)order[i];
-        float x1 = b[0], y1 = b[1], x2 = b[2], y2 = b[3], area = frcnn__box_area(b);
+        float x1 = b[0], y1 = b[1], x2 = b[2], y2 = b[3], area = frcnn__box_area(b, off);
         if (is_suppressed(&k, simd_width, x1, y1, x2, y2, area, iou_threshold))
             continue;
         k.x1[k.count] = x1;
@@ -151,10 +154,10 @@ void frcnn__nms_ordered_width(const float *boxes, const uint32_t *order, size_t 
     *n_keep = k.count;
 }
 
-void frcnn__nms_ordered(const float *boxes, const uint32_t *order, size_t n, float iou_threshold, size_t max_keep,
-                        float *kept, uint32_t *keep, size_t *n_keep)
+void frcnn__nms_ordered(const float *boxes, const uint32_t *order, size_t n, float iou_threshold, float off,
+                        size_t max_keep, float *kept, uint32_t *keep, size_t *n_keep)
 {
-    frcnn__nms_ordered_width(boxes, order, n, iou_threshold, max_keep, kept, keep, n_keep, 16);
+    frcnn__nms_ordered_width(boxes, order, n, iou_threshold, off, max_keep, kept, keep, n_keep, 16);
 }
 
 /* Bytes of an array of n 4-byte elements, rounded up to the arena's 64-byte alignment; false on overflow. */
@@ -179,14 +182,18 @@ size_t frcnn_nms_scratch_bytes(size_t n)
     return total;
 }
 
-frcnn_status frcnn_nms(frcnn_ctx *ctx, frcnn_arena *scratch, const float *boxes, const float *scores, size_t n,
-                       float iou_threshold, size_t max_keep, uint32_t *keep, size_t *n_keep)
+frcnn_status frcnn_nms_conv(frcnn_ctx *ctx, frcnn_arena *scratch, frcnn_box_convention conv, const float *boxes,
+                            const float *scores, size_t n, float iou_threshold, size_t max_keep, uint32_t *keep,
+                            size_t *n_keep)
 {
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
     if (!n_keep)
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "nms: n_keep is NULL");
     *n_keep = 0;
+    frcnn_status st = frcnn__check_box_convention(ctx, "nms", conv);
+    if (st != FRCNN_OK)
+        return st;
     if (isnan(iou_threshold))
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "nms: iou_threshold is NaN");
     if (n == 0)
@@ -220,7 +227,14 @@ frcnn_status frcnn_nms(frcnn_ctx *ctx, frcnn_arena *scratch, const float *boxes,
     uint32_t *tmp = (uint32_t *)((unsigned char *)mem + idx);
     float *kept = (float *)((unsigned char *)mem + 2 * idx);
     frcnn__argsort_desc(scores, n, order, tmp);
-    frcnn__nms_ordered(boxes, order, n, iou_threshold, max_keep, kept, keep, n_keep);
+    frcnn__nms_ordered(boxes, order, n, iou_threshold, frcnn__box_offset(conv), max_keep, kept, keep, n_keep);
     frcnn_arena_reset(scratch, mark);
     return FRCNN_OK;
+}
+
+frcnn_status frcnn_nms(frcnn_ctx *ctx, frcnn_arena *scratch, const float *boxes, const float *scores, size_t n,
+                       float iou_threshold, size_t max_keep, uint32_t *keep, size_t *n_keep)
+{
+    return frcnn_nms_conv(ctx, scratch, FRCNN_BOXES_INCLUSIVE, boxes, scores, n, iou_threshold, max_keep, keep,
+                          n_keep);
 }

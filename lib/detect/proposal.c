@@ -15,6 +15,7 @@ frcnn_proposal_params frcnn_proposal_params_default(bool train)
     p.post_nms_top_n = train ? 2000 : 300;
     p.nms_iou = 0.7f;
     p.min_size = 16.0f;
+    p.box_convention = FRCNN_BOXES_INCLUSIVE;
     return p;
 }
 
@@ -87,6 +88,26 @@ static frcnn_status check_inputs(frcnn_ctx *ctx, const float *anchors, const flo
     return FRCNN_OK;
 }
 
+/* _filter_boxes (torchvision's remove_small_boxes): keeps the boxes (n, 4) whose width x2 - x1 + off and height
+ * are >= min_wh, compared in float as numpy and torch compare a float32 array with a scalar, compacting them and
+ * their scores in place in order. src_scores: the scores to take along (NULL: scores already holds them).
+ * Returns the count kept. */
+static size_t filter_small(float *boxes, float *scores, const float *src_scores, size_t n, float min_wh, float off)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *b = boxes + 4 * i;
+        float w = b[2] - b[0] + off, h = b[3] - b[1] + off;
+        if (w >= min_wh && h >= min_wh) {
+            float *o = boxes + 4 * m;
+            for (int k = 0; k < 4; k++)
+                o[k] = b[k];
+            scores[m++] = src_scores ? src_scores[i] : scores[i];
+        }
+    }
+    return m;
+}
+
 /* anchors, deltas (n, 4); fg_scores[n]; rois (post_nms_top_n, 4) and roi_scores[post_nms_top_n] (may be NULL)
  * overwritten in their first *n_rois rows, the rest untouched. Equal scores are ordered by ascending anchor index,
  * both for the pre-NMS cut and inside NMS. Scratch as frcnn_proposal_scratch_bytes(n), all returned. */
@@ -110,6 +131,8 @@ frcnn_status frcnn_proposals(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn_p
     *n_rois = 0;
     frcnn_status st = check_params(ctx, p);
     if (st != FRCNN_OK)
+        return st;
+    if ((st = frcnn__check_box_convention(ctx, "proposals", p->box_convention)) != FRCNN_OK)
         return st;
     if (!isfinite(image_h) || !isfinite(image_w) || !(image_h > 0.0f) || !(image_w > 0.0f))
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "proposals: image size %gx%g (h x w), expected > 0",
@@ -137,31 +160,35 @@ frcnn_status frcnn_proposals(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn_p
         (st = frcnn_arena_alloc(scratch, cap * sizeof(uint32_t), (void **)&keep)) != FRCNN_OK)
         goto done;
 
-    /* bbox_transform_inv (RPN deltas are not normalised) and clip_boxes. */
-    frcnn_box_decode(anchors, deltas, n, NULL, NULL, boxes);
-    frcnn_box_clip(boxes, n, image_h, image_w);
-
-    /* _filter_boxes: keep w = x2 - x1 + 1 >= min_size * scale and the same for h, compared in float as numpy
-     * compares a float32 array with a scalar. Survivors are compacted in place, in anchor order. */
-    const float min_wh = p->min_size * image_scale;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        const float *b = boxes + 4 * i;
-        float w = b[2] - b[0] + 1.0f, h = b[3] - b[1] + 1.0f;
-        if (w >= min_wh && h >= min_wh) {
-            float *o = boxes + 4 * m;
-            for (int k = 0; k < 4; k++)
-                o[k] = b[k];
-            scores[m++] = fg_scores[i];
+    const float off = frcnn__box_offset(p->box_convention);
+    const size_t pre = (size_t)p->pre_nms_top_n;
+    size_t m, top, n_keep = 0;
+    if (p->box_convention == FRCNN_BOXES_CONTINUOUS) {
+        /* torchvision's filter_proposals: the pre_nms_top_n best scores first, then decode, clip and the size
+         * filter, keeping the score order. */
+        frcnn__argsort_desc(fg_scores, n, order, tmp);
+        top = n < pre ? n : pre;
+        for (size_t r = 0; r < top; r++) {
+            frcnn_box_decode_conv(p->box_convention, anchors + 4 * (size_t)order[r], deltas + 4 * (size_t)order[r],
+                                  1, NULL, NULL, boxes + 4 * r);
+            scores[r] = fg_scores[order[r]];
         }
+        frcnn_box_clip_conv(p->box_convention, boxes, top, image_h, image_w);
+        m = filter_small(boxes, scores, NULL, top, p->min_size * image_scale, off);
+        for (size_t r = 0; r < m; r++)
+            order[r] = (uint32_t)r;
+        top = m;
+    } else {
+        /* bbox_transform_inv (RPN deltas are not normalised), clip_boxes, _filter_boxes; then descending score,
+         * ties by ascending anchor index (py-faster-rcnn's argsort()[::-1] leaves ties to the sort; a stable
+         * order makes the result reproducible), and the pre-NMS cut. */
+        frcnn_box_decode_conv(p->box_convention, anchors, deltas, n, NULL, NULL, boxes);
+        frcnn_box_clip_conv(p->box_convention, boxes, n, image_h, image_w);
+        m = filter_small(boxes, scores, fg_scores, n, p->min_size * image_scale, off);
+        frcnn__argsort_desc(scores, m, order, tmp);
+        top = m < pre ? m : pre;
     }
-
-    /* Descending score, ties by ascending anchor index (py-faster-rcnn's argsort()[::-1] leaves ties to the
-     * sort; a stable order makes the result reproducible), then the pre-NMS cut and greedy NMS. */
-    frcnn__argsort_desc(scores, m, order, tmp);
-    size_t top = m < (size_t)p->pre_nms_top_n ? m : (size_t)p->pre_nms_top_n;
-    size_t n_keep = 0;
-    frcnn__nms_ordered(boxes, order, top, p->nms_iou, post, kept, keep, &n_keep);
+    frcnn__nms_ordered(boxes, order, top, p->nms_iou, off, post, kept, keep, &n_keep);
     for (size_t r = 0; r < n_keep; r++) {
         const float *b = boxes + 4 * (size_t)keep[r];
         for (int k = 0; k < 4; k++)

@@ -18,6 +18,7 @@ frcnn_roi_target_params frcnn_roi_target_params_default(void)
     p.fg_iou = 0.5f;
     p.bg_iou_hi = 0.5f;
     p.bg_iou_lo = 0.0f;
+    p.box_convention = FRCNN_BOXES_INCLUSIVE;
     for (int k = 0; k < 4; k++)
         p.means[k] = 0.0f;
     p.stds[0] = 0.1f;
@@ -55,7 +56,7 @@ static frcnn_status check_params(frcnn_ctx *ctx, const frcnn_roi_target_params *
 
 /* Proposals finite; GT boxes finite with a positive width and height, labels in [1, num_classes). */
 static frcnn_status check_inputs(frcnn_ctx *ctx, const float *proposals, size_t np, const float *gt,
-                                 const int32_t *gt_labels, size_t g, int num_classes)
+                                 const int32_t *gt_labels, size_t g, int num_classes, float off)
 {
     for (size_t i = 0; i < np; i++) {
         const float *b = proposals + 4 * i;
@@ -69,7 +70,7 @@ static frcnn_status check_inputs(frcnn_ctx *ctx, const float *proposals, size_t 
         if (!(isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3])))
             return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "roi_targets: gt row %zu is not finite (%g, %g, %g, %g)",
                                 j, (double)b[0], (double)b[1], (double)b[2], (double)b[3]);
-        if (!(b[2] - b[0] + 1.0f > 0.0f && b[3] - b[1] + 1.0f > 0.0f))
+        if (!(b[2] - b[0] + off > 0.0f && b[3] - b[1] + off > 0.0f))
             return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
                                 "roi_targets: gt row %zu (%g, %g, %g, %g) has width or height <= 0", j, (double)b[0],
                                 (double)b[1], (double)b[2], (double)b[3]);
@@ -128,7 +129,9 @@ frcnn_status frcnn_roi_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn
         !frcnn__mul_size((size_t)p->batch_size, width, &out_floats))
         return frcnn__error(ctx, FRCNN_ERR_OVERFLOW, "roi_targets: %zu proposals and %zu gt boxes are too many", np,
                             g);
-    if ((st = check_inputs(ctx, proposals, np, gt, gt_labels, g, num_classes)) != FRCNN_OK)
+    if ((st = frcnn__check_box_convention(ctx, "roi_targets", p->box_convention)) != FRCNN_OK ||
+        (st = check_inputs(ctx, proposals, np, gt, gt_labels, g, num_classes, frcnn__box_offset(p->box_convention))) !=
+            FRCNN_OK)
         return st;
 
     const size_t batch = (size_t)p->batch_size;
@@ -154,7 +157,7 @@ frcnn_status frcnn_roi_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn
         float max = 0.0f;
         uint32_t arg = 0;
         for (size_t j = 0; j < g; j++) {
-            float v = frcnn__box_iou1(roi, gt + 4 * j);
+            float v = frcnn__box_iou1(roi, gt + 4 * j, frcnn__box_offset(p->box_convention));
             if (j == 0 || v > max) {
                 max = v;
                 arg = (uint32_t)j;
@@ -189,7 +192,8 @@ frcnn_status frcnn_roi_targets(frcnn_ctx *ctx, frcnn_arena *scratch, const frcnn
             continue;
         /* _get_bbox_regression_labels: the 4 columns of the RoI's class. */
         float *t = targets + k * width + 4 * (size_t)out_labels[k];
-        if ((st = frcnn_box_encode(ctx, roi, gt + 4 * (size_t)best[i], 1, p->means, p->stds, t)) != FRCNN_OK)
+        if ((st = frcnn_box_encode_conv(ctx, p->box_convention, roi, gt + 4 * (size_t)best[i], 1, p->means, p->stds,
+                                        t)) != FRCNN_OK)
             goto done;
         float *w = inside_w + k * width + 4 * (size_t)out_labels[k];
         for (int c = 0; c < 4; c++)

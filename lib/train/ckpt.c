@@ -56,7 +56,8 @@ static const config_field config_fields[] = {
     CF("roi_targets.stds.3", roi_targets.stds[3]), CI("max_gt_boxes", max_gt_boxes), CI("pooled_size", pooled_size),
     CI("fc_channels", fc_channels), CF("dropout", dropout), CF("head_sigma", head_sigma),
     CF("score_threshold", score_threshold), CF("test_nms_iou", test_nms_iou), CI("max_detections", max_detections),
-    CI_ADDED("norm_groups", norm_groups),
+    CI_ADDED("norm_groups", norm_groups), CI_ADDED("box_convention", box_convention),
+    CI_ADDED("pool_floor", pool_floor),
 };
 
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
@@ -582,6 +583,62 @@ frcnn_status frcnn_ckpt_load(frcnn_ctx *ctx, const char *path, frcnn_train_state
     return st;
 }
 
+/* The pixel normalisation a file's weights were trained with (its config.pixel_means / pixel_stds). */
+static frcnn_status read_pixel_norm(frcnn_ctx *ctx, frcnn__ckpt_reader *r, const char *path, float means[3],
+                                    float stds[3])
+{
+    for (int i = 0; i < 6; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "config.pixel_%s.%d", i < 3 ? "means" : "stds", i % 3);
+        double v;
+        frcnn_status st = frcnn__ckpt_get_f64(r, key, &v);
+        if (st == FRCNN_ERR_NOT_FOUND)
+            return frcnn__error(ctx, FRCNN_ERR_NOT_FOUND,
+                                "%s does not say which pixel normalisation its weights expect ('%s' is missing)", path,
+                                key);
+        if (st != FRCNN_OK)
+            return frcnn__error(ctx, st, "%s: '%s' is unreadable", path, key);
+        (i < 3 ? means : stds)[i % 3] = (float)v;
+    }
+    return FRCNN_OK;
+}
+
+frcnn_status frcnn_ckpt_read_pixel_norm(frcnn_ctx *ctx, const char *path, float means[3], float stds[3])
+{
+    if (!ctx)
+        return FRCNN_ERR_INVALID_ARG;
+    if (!path || !means || !stds)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "ckpt_read_pixel_norm: an argument is NULL");
+    frcnn__ckpt_reader *r;
+    frcnn_status st = frcnn__ckpt_reader_open(ctx, path, &r);
+    if (st != FRCNN_OK)
+        return st;
+    st = read_pixel_norm(ctx, r, path, means, stds);
+    frcnn__ckpt_reader_close(r);
+    return st;
+}
+
+/* Weights trained on differently normalised pixels load without error and then compute garbage: refuse them. */
+static frcnn_status check_pixel_norm(frcnn_ctx *ctx, frcnn__ckpt_reader *r, const char *path, const frcnn_model *m)
+{
+    float means[3], stds[3];
+    frcnn_status st = read_pixel_norm(ctx, r, path, means, stds);
+    if (st != FRCNN_OK)
+        return st == FRCNN_ERR_NOT_FOUND ? FRCNN_ERR_MISMATCH : st;
+    const frcnn_config *c = frcnn_model_config(m);
+    for (int i = 0; i < 3; i++)
+        if (means[i] != c->pixel_means[i] || stds[i] != c->pixel_stds[i])
+            return frcnn__error(ctx, FRCNN_ERR_MISMATCH,
+                                "%s: its weights expect pixels normalised with means (B, G, R) (%g, %g, %g) and stds "
+                                "(%g, %g, %g), this model uses (%g, %g, %g) and (%g, %g, %g); create the model with "
+                                "the file's (frcnn_ckpt_read_pixel_norm)",
+                                path, (double)means[0], (double)means[1], (double)means[2], (double)stds[0],
+                                (double)stds[1], (double)stds[2], (double)c->pixel_means[0],
+                                (double)c->pixel_means[1], (double)c->pixel_means[2], (double)c->pixel_stds[0],
+                                (double)c->pixel_stds[1], (double)c->pixel_stds[2]);
+    return FRCNN_OK;
+}
+
 frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_model *m, frcnn_weights_report *report)
 {
     if (!ctx)
@@ -594,6 +651,10 @@ frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_mod
     frcnn_status st = open_verified(ctx, path, &r);
     if (st != FRCNN_OK)
         return st;
+    if ((st = check_pixel_norm(ctx, r, path, m)) != FRCNN_OK) {
+        frcnn__ckpt_reader_close(r);
+        return st;
+    }
     size_t in_file = 0;
     for (size_t i = 0; i < frcnn__ckpt_tensor_count(r) && st == FRCNN_OK; i++) {
         frcnn__ckpt_tensor_info info;
