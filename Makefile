@@ -61,9 +61,9 @@ $(SHARED_LIB): $(LIB_OBJ)
 	ln -sf libfrcnn.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libfrcnn.so
 
-$(BUILD)/testutil.o: tests/testutil.c tests/testutil.h include/frcnn.h | $(DEPS_STAMP)
+$(BUILD)/testutil.o: tests/testutil.c tests/testutil.h include/frcnn.h lib/train/ckpt_io.h | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) -c $< -o $@
+	$(CC) $(BASE_CFLAGS) -Ilib/core -c $< -o $@
 
 # Tests may reach internal (frcnn__) functions, so they link the static library.
 $(BUILD)/tests/%: tests/%.c $(BUILD)/testutil.o $(STATIC_LIB) tests/testutil.h

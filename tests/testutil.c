@@ -1,6 +1,8 @@
 /* Shared test helpers; see testutil.h. */
 #include "testutil.h"
 
+#include "../lib/train/ckpt_io.h"
+
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -298,4 +300,214 @@ void tu_alloc_assert_since(const tu_alloc_state *s, tu_alloc_mark m)
 void tu_alloc_assert_clean(const tu_alloc_state *s)
 {
     tu_alloc_assert_since(s, (tu_alloc_mark){0, 0, 0});
+}
+
+/* ----- Golden fixtures ----------------------------------------------------------------------------------------- */
+
+
+static const char *tu_dtype_name(uint32_t dtype)
+{
+    static const char *names[] = {"f32", "f64", "i32", "i64", "u8", "u64"};
+    return dtype < sizeof names / sizeof names[0] ? names[dtype] : "unknown dtype";
+}
+
+/* "(d0, d1, ...)" into buf; a dims entry < 0 prints as "*". */
+static void tu_dims_str(int ndim, const int64_t *dims, char *buf, size_t cap)
+{
+    size_t len = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < ndim && len < cap; i++) {
+        if (dims && dims[i] < 0)
+            len += (size_t)snprintf(buf + len, cap - len, "%s*", i ? ", " : "");
+        else
+            len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? ", " : "", dims ? (long long)dims[i] : 0LL);
+    }
+    if (len < cap)
+        snprintf(buf + len, cap - len, ")");
+}
+
+void tu_fixture_open(tu_fixture *f, frcnn_ctx *ctx, const char *name)
+{
+    memset(f, 0, sizeof *f);
+    f->ctx = ctx;
+    if (snprintf(f->path, sizeof f->path, "tests/fixtures/%s", name) >= (int)sizeof f->path) {
+        print_error("fixture name too long: %s\n", name);
+        fail();
+    }
+    frcnn_status st = frcnn__ckpt_reader_open(ctx, f->path, &f->reader);
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: cannot open (%s): %s\n(run the tests from the repository root; the fixtures are "
+                    "committed, and made by the generators in tools/)\n",
+                    f->path, frcnn_status_str(st), frcnn_ctx_last_error(ctx));
+        fail();
+    }
+}
+
+void tu_fixture_close(tu_fixture *f)
+{
+    frcnn__ckpt_reader_close(f->reader);
+    f->reader = NULL;
+}
+
+bool tu_fixture_has(tu_fixture *f, const char *tensor)
+{
+    frcnn__ckpt_tensor_info info;
+    frcnn_status st = frcnn__ckpt_tensor_find(f->reader, tensor, &info);
+    frcnn_ctx_clear_error(f->ctx);
+    return st == FRCNN_OK;
+}
+
+/* Finds the tensor and checks its dtype, ndim and the dims given (>= 0). */
+static frcnn__ckpt_tensor_info tu_fixture_find(tu_fixture *f, const char *tensor, uint32_t dtype, int ndim,
+                                               const int64_t *dims)
+{
+    frcnn__ckpt_tensor_info info;
+    frcnn_status st = frcnn__ckpt_tensor_find(f->reader, tensor, &info);
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: no tensor '%s' (%s)\n", f->path, tensor, frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
+    bool ok = info.dtype == dtype && info.ndim == ndim;
+    for (int i = 0; ok && dims && i < ndim; i++)
+        ok = dims[i] < 0 || dims[i] == info.dims[i];
+    if (!ok) {
+        char have[160], want[160];
+        tu_dims_str(info.ndim, info.dims, have, sizeof have);
+        if (dims)
+            tu_dims_str(ndim, dims, want, sizeof want);
+        else
+            snprintf(want, sizeof want, "%d dimensions", ndim);
+        print_error("fixture %s: tensor '%s' is %s %s, expected %s %s\n", f->path, tensor, tu_dtype_name(info.dtype),
+                    have, tu_dtype_name(dtype), want);
+        fail();
+    }
+    return info;
+}
+
+static void tu_fixture_read(tu_fixture *f, const char *tensor, void *buf, size_t bytes)
+{
+    frcnn_status st = frcnn__ckpt_read_tensor(f->reader, tensor, buf, bytes);
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: reading tensor '%s' failed (%s): %s\n", f->path, tensor, frcnn_status_str(st),
+                    frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
+}
+
+int tu_fixture_shape(tu_fixture *f, const char *tensor, int64_t dims[TU_FIXTURE_MAX_DIMS])
+{
+    frcnn__ckpt_tensor_info info;
+    if (frcnn__ckpt_tensor_find(f->reader, tensor, &info) != FRCNN_OK) {
+        print_error("fixture %s: no tensor '%s' (%s)\n", f->path, tensor, frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
+    for (int i = 0; i < info.ndim; i++)
+        dims[i] = info.dims[i];
+    return info.ndim;
+}
+
+frcnn_tensor *tu_fixture_tensor(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims)
+{
+    if (ndim < 1 || ndim > FRCNN_MAX_DIMS) {
+        print_error("fixture %s: tensor '%s' asked with %d dimensions; a frcnn_tensor has 1 to %d\n", f->path, tensor,
+                    ndim, FRCNN_MAX_DIMS);
+        fail();
+    }
+    frcnn__ckpt_tensor_info info = tu_fixture_find(f, tensor, FRCNN__DT_F32, ndim, dims);
+    frcnn_tensor *t = NULL;
+    frcnn_status st = frcnn_tensor_create(f->ctx, ndim, info.dims, &t);
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: tensor '%s': %s\n", f->path, tensor, frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
+    tu_fixture_read(f, tensor, frcnn_tensor_data(t), info.nbytes);
+    return t;
+}
+
+static void *tu_fixture_array(tu_fixture *f, const char *tensor, uint32_t dtype, int ndim, const int64_t *dims,
+                              size_t *numel)
+{
+    frcnn__ckpt_tensor_info info = tu_fixture_find(f, tensor, dtype, ndim, dims);
+    void *buf = malloc(info.nbytes ? info.nbytes : 1);
+    assert_non_null(buf);
+    tu_fixture_read(f, tensor, buf, info.nbytes);
+    if (numel)
+        *numel = info.numel;
+    return buf;
+}
+
+float *tu_fixture_f32(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel)
+{
+    return tu_fixture_array(f, tensor, FRCNN__DT_F32, ndim, dims, numel);
+}
+
+int32_t *tu_fixture_i32(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel)
+{
+    return tu_fixture_array(f, tensor, FRCNN__DT_I32, ndim, dims, numel);
+}
+
+int64_t *tu_fixture_i64(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel)
+{
+    return tu_fixture_array(f, tensor, FRCNN__DT_I64, ndim, dims, numel);
+}
+
+double *tu_fixture_f64(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel)
+{
+    return tu_fixture_array(f, tensor, FRCNN__DT_F64, ndim, dims, numel);
+}
+
+/* Reads an integer key stored as i64 or u64: FRCNN_OK, or the status of the last attempt. */
+static frcnn_status tu_fixture_get_int(tu_fixture *f, const char *key, int64_t *v)
+{
+    frcnn_status st = frcnn__ckpt_get_i64(f->reader, key, v);
+    if (st == FRCNN_ERR_MISMATCH) {
+        uint64_t u;
+        frcnn_ctx_clear_error(f->ctx);
+        st = frcnn__ckpt_get_u64(f->reader, key, &u);
+        if (st == FRCNN_OK && u > (uint64_t)INT64_MAX) {
+            print_error("fixture %s: META '%s' is %llu, beyond int64\n", f->path, key, (unsigned long long)u);
+            fail();
+        }
+        *v = (int64_t)u;
+    }
+    return st;
+}
+
+int64_t tu_fixture_int(tu_fixture *f, const char *key)
+{
+    int64_t v = 0;
+    frcnn_status st = tu_fixture_get_int(f, key, &v);
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: no integer META '%s' (%s): %s\n", f->path, key, frcnn_status_str(st),
+                    frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
+    return v;
+}
+
+double tu_fixture_real(tu_fixture *f, const char *key)
+{
+    double v = 0.0;
+    frcnn_status st = frcnn__ckpt_get_f64(f->reader, key, &v);
+    if (st == FRCNN_ERR_MISMATCH) {
+        int64_t i = 0;
+        frcnn_ctx_clear_error(f->ctx);
+        st = tu_fixture_get_int(f, key, &i);
+        v = (double)i;
+    }
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: no numeric META '%s' (%s): %s\n", f->path, key, frcnn_status_str(st),
+                    frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
+    return v;
+}
+
+void tu_fixture_str(tu_fixture *f, const char *key, char *buf, size_t cap)
+{
+    frcnn_status st = frcnn__ckpt_get_str(f->reader, key, buf, cap, NULL);
+    if (st != FRCNN_OK) {
+        print_error("fixture %s: no string META '%s' fitting %zu bytes (%s): %s\n", f->path, key, cap,
+                    frcnn_status_str(st), frcnn_ctx_last_error(f->ctx));
+        fail();
+    }
 }

@@ -101,4 +101,40 @@ void tu_alloc_assert_since(const tu_alloc_state *s, tu_alloc_mark m);
 /* Fails unless nothing is live. */
 void tu_alloc_assert_clean(const tu_alloc_state *s);
 
+
+/* ----- Golden fixtures ---------------------------------------------------------------------------------------
+ * Reference data committed under tests/fixtures/ as files of the checkpoint container (docs/checkpoint-format.md),
+ * written by generators in tools/ (tests/fixtures/torch/ by tools/torch_reference/make_fixtures.py). Names are
+ * relative to tests/fixtures/ in the source tree: tests run from the repository root. Every helper fails the test
+ * with a message naming the file and the tensor or key when it is missing or of the wrong type or shape. */
+typedef struct tu_fixture {
+    frcnn_ctx *ctx;
+    struct frcnn__ckpt_reader *reader;
+    char path[256];
+} tu_fixture;
+
+#define TU_FIXTURE_MAX_DIMS 8
+
+/* Opens tests/fixtures/<name>, e.g. "torch/conv2d.ckpt", validating the whole container. */
+void tu_fixture_open(tu_fixture *f, frcnn_ctx *ctx, const char *name);
+void tu_fixture_close(tu_fixture *f);
+/* Whether the file holds a tensor of that name. */
+bool tu_fixture_has(tu_fixture *f, const char *tensor);
+/* The stored shape: returns ndim (0 to 8) and fills dims[0 .. ndim). */
+int tu_fixture_shape(tu_fixture *f, const char *tensor, int64_t dims[TU_FIXTURE_MAX_DIMS]);
+/* A float32 tensor as a new frcnn_tensor (1 to 4 dimensions; free with frcnn_tensor_free). Fails unless it has
+ * ndim dimensions and, when dims is not NULL, size dims[i] along every axis i where dims[i] >= 0 (-1: any). */
+frcnn_tensor *tu_fixture_tensor(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims);
+/* A tensor of the named dtype as a malloc'd array (free with free()), ndim 0 to 8, with the same shape check;
+ * its element count goes to *numel unless numel is NULL. */
+float *tu_fixture_f32(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel);
+int32_t *tu_fixture_i32(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel);
+int64_t *tu_fixture_i64(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel);
+double *tu_fixture_f64(tu_fixture *f, const char *tensor, int ndim, const int64_t *dims, size_t *numel);
+/* META values. An integer may be stored as u64 or i64 (tools/frcnn_format.py writes non-negative ints as u64); a
+ * real as f64, or as an integer, which is converted. tu_fixture_str copies a string into buf (cap bytes). */
+int64_t tu_fixture_int(tu_fixture *f, const char *key);
+double tu_fixture_real(tu_fixture *f, const char *key);
+void tu_fixture_str(tu_fixture *f, const char *key, char *buf, size_t cap);
+
 #endif /* FRCNN_TESTUTIL_H */
