@@ -104,9 +104,14 @@ demo: all
 sanitize:
 	$(MAKE) BUILD=build/sanitize CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
+# With Debian's python3-torch and python3-torchvision present, the same architectures run in torchvision too.
+TORCH_PYTHON ?= /usr/bin/python3
 bench: all $(BENCH_BIN)
 	@rm -f $(BUILD)/bench.tsv
 	@for b in $(BENCH_BIN); do env $$(sh tools/blas-env.sh) $$b $(BUILD)/bench.tsv || exit 1; done
+	@if $(TORCH_PYTHON) -c "import torchvision" 2>/dev/null; then \
+		$(TORCH_PYTHON) tools/torch_reference/bench_torchvision.py $(BUILD)/bench.tsv; \
+	else echo "(torchvision comparison skipped: apt-get install python3-torchvision)"; fi
 
 # Fuzzes the checkpoint reader with libFuzzer (clang) under ASan + UBSan for FUZZ_SECONDS, starting from real
 # checkpoints. Findings are written to build/fuzz/ as crash-* files.

@@ -428,7 +428,7 @@ FRCNN_API void frcnn_box_decode_conv(frcnn_box_convention conv, const float *box
                                      const float means[4], const float stds[4], float *out);
 FRCNN_API void frcnn_box_decode(const float *boxes, const float *deltas, size_t n, const float means[4],
                                 const float stds[4], float *out);
-/* Clips every box to [0, width - o] x [0, height - o]. */
+/* Clips every box to [0, width - o] x [0, height - o]. An unknown convention clips as inclusive. */
 FRCNN_API void frcnn_box_clip_conv(frcnn_box_convention conv, float *boxes, size_t n, float height, float width);
 FRCNN_API void frcnn_box_clip(float *boxes, size_t n, float height, float width);
 
@@ -674,7 +674,7 @@ FRCNN_API frcnn_status frcnn_model_detect(frcnn_model *model, const frcnn_input 
 /* Starts a step on an input (validated as in frcnn_model_train_step). train: keep what backward needs, and make
  * the head apply dropout. */
 FRCNN_API frcnn_status frcnn_model_stage_begin(frcnn_model *model, const frcnn_input *input, bool train);
-/* feature (1, C, ceil(h/16), ceil(w/16)): the backbone's output. */
+/* feature (1, C, ceil(h/16), ceil(w/16)) (floor with config.pool_floor): the backbone's output. */
 FRCNN_API frcnn_status frcnn_model_backbone_forward(frcnn_model *model, const frcnn_tensor **feature);
 
 typedef struct frcnn_rpn_outputs {
@@ -889,7 +889,8 @@ typedef struct frcnn_weights_report {
  * never touches counters, optimizer or sampler, and reports what did not match. Returns FRCNN_ERR_MISMATCH when
  * nothing at all matched, and, before copying anything, when the file's pixel normalisation (the pixel_means and
  * pixel_stds its weights were trained with) differs from the model's or is not recorded: create the model with
- * frcnn_ckpt_read_pixel_norm's values. report may be NULL. */
+ * frcnn_ckpt_read_pixel_norm's values. (The box convention and pool rounding may differ: the weights still fit, at
+ * a pixel's difference.) report (may be NULL) is zeroed first, then filled when the tensors were examined. */
 FRCNN_API frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_model *model,
                                                frcnn_weights_report *report);
 /* The pixel normalisation a file's weights expect (frcnn_config.pixel_means and pixel_stds, B G R). A file that

@@ -1,6 +1,6 @@
 /* Anchors: the default base anchors are exactly py-faster-rcnn's nine classic ones, other shapes match
- * generate_anchors.py (values from its arithmetic, half-to-even rounding included), the grid order and shifts,
- * and bad parameters. */
+ * generate_anchors.py (values from its arithmetic, half-to-even rounding included), the continuous convention's
+ * are torchvision's AnchorGenerator cell anchors, the grid order and shifts, and bad parameters. */
 #include "testutil.h"
 
 #include <math.h>
@@ -175,6 +175,57 @@ static void test_bad_params(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* torchvision's AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)).cell_anchors, which
+ * the defaults (base 16, scales 8 16 32) give with the continuous convention: centred on 0, ratio-major. */
+static void test_continuous_torchvision(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_anchor_params p = frcnn_anchor_params_default();
+    const float want[9 * 4] = {
+        -91, -45, 91, 45,     -181, -91, 181, 91,     -362, -181, 362, 181,
+        -64, -64, 64, 64,     -128, -128, 128, 128,   -256, -256, 256, 256,
+        -45, -91, 45, 91,     -91, -181, 91, 181,     -181, -362, 181, 362,
+    };
+    float out[9 * 4], plain[9 * 4], incl[9 * 4];
+    assert_int_equal(frcnn_anchors_base_conv(ctx, FRCNN_BOXES_CONTINUOUS, &p, out), FRCNN_OK);
+    tu_assert_identical("torchvision's cell anchors", out, want, 9 * 4);
+    /* The inclusive form is the plain one (py-faster-rcnn's, test_classic_nine). */
+    assert_int_equal(frcnn_anchors_base_conv(ctx, FRCNN_BOXES_INCLUSIVE, &p, incl), FRCNN_OK);
+    assert_int_equal(frcnn_anchors_base(ctx, &p, plain), FRCNN_OK);
+    tu_assert_identical("inclusive anchors are the plain ones", incl, plain, 9 * 4);
+
+    /* Half to even and odd ratios: sizes 25 and 48 (scales 1.5625 and 3), ratios 1, 0.3, 3. torchvision's
+     * generate_anchors([25, 48], [1.0, 0.3, 3.0]): 25 / 2 = 12.5 rounds to 12, as torch.round. */
+    p.n_ratios = 3;
+    p.ratios[0] = 1.0f;
+    p.ratios[1] = 0.3f;
+    p.ratios[2] = 3.0f;
+    p.n_scales = 2;
+    p.scales[0] = 1.5625f;
+    p.scales[1] = 3.0f;
+    const float want_odd[6 * 4] = {
+        -12, -12, 12, 12, -24, -24, 24, 24,
+        -23, -7, 23, 7,   -44, -13, 44, 13,
+        -7, -22, 7, 22,   -14, -42, 14, 42,
+    };
+    assert_int_equal(frcnn_anchors_base_conv(ctx, FRCNN_BOXES_CONTINUOUS, &p, out), FRCNN_OK);
+    tu_assert_identical("torchvision's anchors, sizes 25 and 48", out, want_odd, 6 * 4);
+
+    /* Parameters are checked as for the inclusive anchors; an unknown convention is refused. */
+    p = frcnn_anchor_params_default();
+    tu_expect_error_msg(ctx, frcnn_anchors_base_conv(ctx, (frcnn_box_convention)7, &p, out), FRCNN_ERR_INVALID_ARG,
+                        "box convention 7");
+    p.scales[1] = -1.0f;
+    tu_expect_error_msg(ctx, frcnn_anchors_base_conv(ctx, FRCNN_BOXES_CONTINUOUS, &p, out), FRCNN_ERR_INVALID_ARG,
+                        "scales[1]");
+    p = frcnn_anchor_params_default();
+    p.base_size = 1e30f;
+    p.scales[0] = 1e30f;
+    tu_expect_error(ctx, frcnn_anchors_base_conv(ctx, FRCNN_BOXES_CONTINUOUS, &p, out), FRCNN_ERR_INVALID_ARG);
+    frcnn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_other_shapes),
         cmocka_unit_test(test_grid),
         cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_continuous_torchvision),
     };
     return cmocka_run_group_tests_name("anchor", tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* Boxes: IoU hand cases with the inclusive +1 convention, the IoU matrix against a naive double-precision one and
  * across thread counts, encode/decode (bbox_transform and its inverse) hand cases, round trip, normalisation and
- * clamp, clipping, and bad arguments. */
+ * clamp, clipping, and bad arguments; the same for torchvision's continuous convention (box_iou, BoxCoder,
+ * clip_boxes_to_image), unknown conventions and their names. */
 #include "testutil.h"
 
 #include "../lib/detect/box_internal.h"
@@ -165,7 +166,7 @@ static void test_iou_matrix(void **state)
 {
     (void)state;
     check_iou_specials();
-    check_iou_matrix(700, 37, 1); /* threads split the rows; 36 vector columns and a scalar one */
+    check_iou_matrix(8000, 37, 1); /* threads split the rows; 36 vector columns and a scalar one */
     check_iou_matrix(60, 600, 3); /* several column tiles */
     check_iou_matrix(5, 3, 5);    /* scalar only */
 }
@@ -357,6 +358,249 @@ static void test_clip(void **state)
     frcnn_box_clip(NULL, 0, 1.0f, 1.0f);
 }
 
+/* ----- the continuous convention (torchvision) ---------------------------------------------------------------- */
+
+/* IoU of one pair through the public matrix function in a convention, checked against the swapped pair and the
+ * internal single-pair helper (bit for bit). */
+static float iou_pair_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const float a[4], const float b[4])
+{
+    float ab, ba;
+    assert_int_equal(frcnn_box_iou_conv(ctx, conv, a, 1, b, 1, &ab), FRCNN_OK);
+    assert_int_equal(frcnn_box_iou_conv(ctx, conv, b, 1, a, 1, &ba), FRCNN_OK);
+    float one = frcnn__box_iou1(a, b, conv == FRCNN_BOXES_CONTINUOUS ? 0.0f : 1.0f);
+    assert_memory_equal(&ab, &ba, sizeof ab);
+    assert_memory_equal(&ab, &one, sizeof ab);
+    return ab;
+}
+
+static void expect_iou_conv(frcnn_ctx *ctx, frcnn_box_convention conv, const char *what, const float a[4],
+                            const float b[4], float want)
+{
+    float got = iou_pair_conv(ctx, conv, a, b);
+    tu_assert_close(what, &got, &want, 1, 1e-7, 1e-6);
+}
+
+/* torchvision.ops.box_iou: area (x2 - x1)(y2 - y1), no +1 anywhere. The same boxes in the inclusive convention
+ * give other values, so a convention ignored shows. */
+static void test_iou_continuous_hand_cases(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    const frcnn_box_convention C = FRCNN_BOXES_CONTINUOUS, I = FRCNN_BOXES_INCLUSIVE;
+    const float a[4] = {0, 0, 10, 10};        /* 10 x 10: area 100 */
+    const float partial[4] = {5, 5, 15, 15};  /* inter 5 x 5 = 25, union 175 */
+    const float touching[4] = {10, 0, 20, 10}; /* shares only the line x = 10 */
+    const float corner[4] = {10, 10, 20, 20};  /* shares only the point (10, 10) */
+    const float inner[4] = {2, 3, 5, 7};       /* 3 x 4 = 12 of 100 */
+    const float outer[4] = {0, 0, 20, 20};     /* 100 / 400 */
+    const float thin[4] = {5, 5, 5, 9};        /* width 0: no area */
+    const float reversed[4] = {5, 5, 2, 2};
+    expect_iou_conv(ctx, C, "continuous partial", a, partial, 25.0f / 175.0f);
+    expect_iou_conv(ctx, C, "continuous identical", a, a, 1.0f);
+    expect_iou_conv(ctx, C, "continuous touching edge", a, touching, 0.0f);
+    expect_iou_conv(ctx, C, "continuous touching corner", a, corner, 0.0f);
+    expect_iou_conv(ctx, C, "continuous contained", inner, a, 0.12f);
+    expect_iou_conv(ctx, C, "continuous containment", a, outer, 0.25f);
+    expect_iou_conv(ctx, C, "continuous zero width vs itself", thin, thin, 0.0f);
+    expect_iou_conv(ctx, C, "continuous zero width inside a", thin, a, 0.0f);
+    expect_iou_conv(ctx, C, "continuous degenerate", reversed, a, 0.0f);
+    /* 100 / 200 exactly, as the inclusive (0, 0, 9, 9) vs (0, 0, 19, 9) */
+    const float wide[4] = {0, 0, 20, 10};
+    assert_true(iou_pair_conv(ctx, C, a, wide) == 0.5f);
+
+    /* The inclusive forms are unchanged: the plain function is the inclusive _conv one, with +1 widths. */
+    expect_iou_conv(ctx, I, "inclusive partial", a, partial, 36.0f / 206.0f);
+    expect_iou_conv(ctx, I, "inclusive touching column", a, touching, 11.0f / 231.0f);
+    expect_iou_conv(ctx, I, "inclusive corner pixel", a, corner, 1.0f / 241.0f);
+    float plain, conv;
+    assert_int_equal(frcnn_box_iou(ctx, a, 1, partial, 1, &plain), FRCNN_OK);
+    assert_int_equal(frcnn_box_iou_conv(ctx, I, a, 1, partial, 1, &conv), FRCNN_OK);
+    assert_memory_equal(&plain, &conv, sizeof plain);
+    frcnn_ctx_free(ctx);
+}
+
+/* Naive continuous IoU in double. */
+static double iou_naive_continuous(const float *a, const float *b)
+{
+    double iw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih = fmin(a[3], b[3]) - fmax(a[1], b[1]);
+    if (iw <= 0.0 || ih <= 0.0)
+        return 0.0;
+    double area_a = ((double)a[2] - a[0]) * ((double)a[3] - a[1]);
+    double area_b = ((double)b[2] - b[0]) * ((double)b[3] - b[1]);
+    return iw * ih / (area_a + area_b - iw * ih);
+}
+
+/* A continuous matrix wide enough for the vector path and split over threads: equal to the single-pair helper bit
+ * for bit, close to the naive double IoU, and not the inclusive matrix; the plain function equals the inclusive
+ * _conv one bit for bit. */
+static void test_iou_continuous_matrix(void **state)
+{
+    (void)state;
+    enum { NA = 8000, NB = 37 }; /* over 262144 pairs: two threads really split the rows */
+    float *a = malloc(4 * NA * sizeof(float)), *b = malloc(4 * NB * sizeof(float));
+    float *m1 = malloc(NA * NB * sizeof(float)), *m2 = malloc(NA * NB * sizeof(float));
+    float *naive = malloc(NA * NB * sizeof(float)), *pair = malloc(NA * NB * sizeof(float));
+    float *incl = malloc(NA * NB * sizeof(float)), *plain = malloc(NA * NB * sizeof(float));
+    random_boxes(a, NA, 21);
+    random_boxes(b, NB, 22);
+    for (size_t i = 0; i < NA; i++)
+        for (size_t k = 0; k < NB; k++) {
+            naive[i * NB + k] = (float)iou_naive_continuous(a + 4 * i, b + 4 * k);
+            pair[i * NB + k] = frcnn__box_iou1(a + 4 * i, b + 4 * k, 0.0f);
+        }
+    frcnn_ctx *ctx = tu_ctx();
+    assert_int_equal(frcnn_ctx_set_threads(ctx, 1), FRCNN_OK);
+    assert_int_equal(frcnn_box_iou_conv(ctx, FRCNN_BOXES_CONTINUOUS, a, NA, b, NB, m1), FRCNN_OK);
+    assert_int_equal(frcnn_ctx_set_threads(ctx, 2), FRCNN_OK);
+    assert_int_equal(frcnn_box_iou_conv(ctx, FRCNN_BOXES_CONTINUOUS, a, NA, b, NB, m2), FRCNN_OK);
+    tu_assert_identical("continuous IoU, 1 vs 2 threads", m1, m2, NA * NB);
+    tu_assert_identical("continuous IoU vs single pairs", m1, pair, NA * NB);
+    tu_assert_close("continuous IoU vs naive double", m1, naive, NA * NB, 1e-6, 1e-5);
+    assert_int_equal(frcnn_box_iou_conv(ctx, FRCNN_BOXES_INCLUSIVE, a, NA, b, NB, incl), FRCNN_OK);
+    assert_int_equal(frcnn_box_iou(ctx, a, NA, b, NB, plain), FRCNN_OK);
+    tu_assert_identical("plain IoU is the inclusive one", plain, incl, NA * NB);
+    size_t differ = 0;
+    for (size_t i = 0; i < NA * NB; i++)
+        differ += m1[i] != incl[i];
+    assert_true(differ > NA * NB / 20);
+    free(a);
+    free(b);
+    free(m1);
+    free(m2);
+    free(naive);
+    free(pair);
+    free(incl);
+    free(plain);
+    frcnn_ctx_free(ctx);
+}
+
+/* torchvision's BoxCoder with weights (10, 10, 5, 5) is encode with stds (0.1, 0.1, 0.2, 0.2): w = x2 - x1,
+ * cx = x1 + 0.5 w. The expected deltas are BoxCoder((10., 10., 5., 5.)).encode_single(targets, boxes). */
+static void test_encode_decode_continuous_hand_cases(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    const float boxes[8] = {15, 10, 95, 50, 2, -3, 9, 21};  /* w 80 h 40 centre (55, 30); w 7 h 24 (5.5, 9) */
+    const float targets[8] = {10, 20, 50, 60, 0, 0, 15, 15}; /* w 40 h 40 centre (30, 40); w 15 h 15 (7.5, 7.5) */
+    const float stds[4] = {0.1f, 0.1f, 0.2f, 0.2f};
+    /* 10 (30 - 55) / 80, 10 (40 - 30) / 40, 5 log(40 / 80), 5 log(40 / 40); 10 (7.5 - 5.5) / 7, ... */
+    const float want[8] = {-3.125f, 2.5f, -3.465735912322998f, 0.0f,
+                           2.857142925262451f, -0.625f, 3.8107001781463623f, -2.350018262863159f};
+    float deltas[8], out[8];
+    assert_int_equal(frcnn_box_encode_conv(ctx, FRCNN_BOXES_CONTINUOUS, boxes, targets, 2, NULL, stds, deltas),
+                     FRCNN_OK);
+    tu_assert_close("continuous encode (torchvision BoxCoder)", deltas, want, 8, 1e-6, 1e-6);
+    frcnn_box_decode_conv(FRCNN_BOXES_CONTINUOUS, boxes, deltas, 2, NULL, stds, out);
+    tu_assert_close("continuous decode of encode", out, targets, 8, 1e-5, 1e-6);
+
+    /* A zero delta decodes a box to itself: x2 = cx + w/2, no -1. */
+    const float zero[4] = {0, 0, 0, 0}, box[4] = {0, 0, 16, 16};
+    frcnn_box_decode_conv(FRCNN_BOXES_CONTINUOUS, box, zero, 1, NULL, NULL, out);
+    tu_assert_identical("continuous decode of zero", out, box, 4);
+    /* (0.25, -0.5, log 2, 0) at (0, 0, 16, 16): centre (12, 0), w 32, h 16 -> (-4, -8, 28, 8). */
+    const float d[4] = {0.25f, -0.5f, logf(2.0f), 0};
+    const float want_d[4] = {-4, -8, 28, 8};
+    frcnn_box_decode_conv(FRCNN_BOXES_CONTINUOUS, box, d, 1, NULL, NULL, out);
+    tu_assert_close("continuous decode", out, want_d, 4, 1e-5, 1e-6);
+    /* An unknown convention decodes as inclusive (documented). */
+    float incl[4], unknown[4];
+    frcnn_box_decode(box, d, 1, NULL, NULL, incl);
+    frcnn_box_decode_conv((frcnn_box_convention)7, box, d, 1, NULL, NULL, unknown);
+    tu_assert_identical("unknown convention decodes as inclusive", unknown, incl, 4);
+
+    /* Width x2 - x1: a box with x2 == x1 has width 0 and is refused, as (5, 1, 4, 5) is when inclusive. */
+    const float ok[4] = {0, 0, 9, 9}, flat[4] = {5, 1, 5, 5};
+    tu_expect_error_msg(ctx, frcnn_box_encode_conv(ctx, FRCNN_BOXES_CONTINUOUS, flat, ok, 1, NULL, NULL, deltas),
+                        FRCNN_ERR_INVALID_ARG, "width 0");
+    assert_int_equal(frcnn_box_encode_conv(ctx, FRCNN_BOXES_INCLUSIVE, flat, ok, 1, NULL, NULL, deltas), FRCNN_OK);
+    frcnn_ctx_free(ctx);
+}
+
+static void test_encode_decode_continuous_round_trip(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    frcnn_ctx *ctx = tu_ctx();
+    float *boxes = malloc(4 * N * sizeof(float)), *targets = malloc(4 * N * sizeof(float));
+    float *deltas = malloc(4 * N * sizeof(float)), *incl = malloc(4 * N * sizeof(float));
+    float *out = malloc(4 * N * sizeof(float));
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 78);
+    for (size_t i = 0; i < N; i++) {
+        float *b = boxes + 4 * i, *t = targets + 4 * i;
+        b[0] = 1000.0f * frcnn_rng_uniform(&rng) - 100.0f;
+        b[1] = 600.0f * frcnn_rng_uniform(&rng) - 100.0f;
+        b[2] = b[0] + 20.0f + 480.0f * frcnn_rng_uniform(&rng);
+        b[3] = b[1] + 20.0f + 480.0f * frcnn_rng_uniform(&rng);
+        t[0] = b[0] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
+        t[1] = b[1] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
+        t[2] = t[0] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
+        t[3] = t[1] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
+    }
+    const float means[4] = {0.05f, -0.1f, 0.2f, -0.3f}, stds[4] = {0.1f, 0.1f, 0.2f, 0.2f};
+    assert_int_equal(frcnn_box_encode_conv(ctx, FRCNN_BOXES_CONTINUOUS, boxes, targets, N, means, stds, deltas),
+                     FRCNN_OK);
+    frcnn_box_decode_conv(FRCNN_BOXES_CONTINUOUS, boxes, deltas, N, means, stds, out);
+    tu_assert_close("continuous decode(encode(t))", out, targets, 4 * N, 1e-4, 1e-6);
+    /* The deltas are not the inclusive ones (every width differs by 1). */
+    assert_int_equal(frcnn_box_encode(ctx, boxes, targets, N, means, stds, incl), FRCNN_OK);
+    for (size_t i = 0; i < N; i++)
+        assert_true(deltas[4 * i + 2] != incl[4 * i + 2]);
+    free(boxes);
+    free(targets);
+    free(deltas);
+    free(incl);
+    free(out);
+    frcnn_ctx_free(ctx);
+}
+
+/* torchvision's clip_boxes_to_image: [0, W] x [0, H]. */
+static void test_clip_continuous(void **state)
+{
+    (void)state;
+    float boxes[4 * 4] = {
+        -5, -3, 700, 500,   /* outside on every side */
+        10, 20, 30, 40,     /* inside: unchanged */
+        639, 479, 640, 480, /* the far edge itself stays */
+        641, 481, 650, 490, /* beyond: pulled back to the edge */
+    };
+    frcnn_box_clip_conv(FRCNN_BOXES_CONTINUOUS, boxes, 4, 480.0f, 640.0f);
+    const float want[16] = {0, 0, 640, 480, 10, 20, 30, 40, 639, 479, 640, 480, 640, 480, 640, 480};
+    tu_assert_identical("continuous clip", boxes, want, 16);
+    /* The inclusive _conv form is the plain one. */
+    float a[4] = {-1, 2, 640, 480}, b[4] = {-1, 2, 640, 480};
+    frcnn_box_clip_conv(FRCNN_BOXES_INCLUSIVE, a, 1, 480.0f, 640.0f);
+    frcnn_box_clip(b, 1, 480.0f, 640.0f);
+    const float want_incl[4] = {0, 2, 639, 479};
+    tu_assert_identical("inclusive clip", a, want_incl, 4);
+    tu_assert_identical("plain clip", b, want_incl, 4);
+}
+
+static void test_unknown_convention(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    const frcnn_box_convention bad = (frcnn_box_convention)7;
+    const float a[4] = {0, 0, 9, 9}, b[4] = {1, 1, 5, 5};
+    float out[4] = {-1, -1, -1, -1};
+    tu_expect_error_msg(ctx, frcnn_box_iou_conv(ctx, bad, a, 1, b, 1, out), FRCNN_ERR_INVALID_ARG,
+                        "box convention 7");
+    tu_expect_error_msg(ctx, frcnn_box_encode_conv(ctx, bad, a, b, 1, NULL, NULL, out), FRCNN_ERR_INVALID_ARG,
+                        "box convention 7");
+    tu_expect_error_msg(ctx, frcnn_box_iou_conv(ctx, (frcnn_box_convention)-1, a, 1, b, 1, out),
+                        FRCNN_ERR_INVALID_ARG, "box convention -1");
+    for (int i = 0; i < 4; i++)
+        assert_true(out[i] == -1.0f);
+    assert_int_equal(frcnn_box_iou_conv(NULL, FRCNN_BOXES_CONTINUOUS, a, 1, b, 1, out), FRCNN_ERR_INVALID_ARG);
+
+    assert_string_equal(frcnn_box_convention_name(FRCNN_BOXES_INCLUSIVE), "inclusive");
+    assert_string_equal(frcnn_box_convention_name(FRCNN_BOXES_CONTINUOUS), "continuous");
+    assert_null(frcnn_box_convention_name(bad));
+    assert_null(frcnn_box_convention_name((frcnn_box_convention)2));
+    assert_null(frcnn_box_convention_name((frcnn_box_convention)-1));
+    frcnn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +612,12 @@ int main(void)
         cmocka_unit_test(test_encode_decode_round_trip),
         cmocka_unit_test(test_encode_bad_arguments),
         cmocka_unit_test(test_clip),
+        cmocka_unit_test(test_iou_continuous_hand_cases),
+        cmocka_unit_test(test_iou_continuous_matrix),
+        cmocka_unit_test(test_encode_decode_continuous_hand_cases),
+        cmocka_unit_test(test_encode_decode_continuous_round_trip),
+        cmocka_unit_test(test_clip_continuous),
+        cmocka_unit_test(test_unknown_convention),
     };
     return cmocka_run_group_tests_name("box", tests, NULL, NULL);
 }

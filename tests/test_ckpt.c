@@ -1,8 +1,11 @@
 /* Training checkpoints: a run interrupted after k steps, saved, rebuilt from scratch (also in a fresh process)
  * and loaded continues bit for bit as the uninterrupted run, for SGD and Adam with dropout, at the first step,
  * mid-epoch, at an epoch boundary and through several resumes in one epoch; strict loading refuses what does not
- * belong; weights-only loading reports. */
+ * belong; weights-only loading reports, and refuses weights trained on differently normalised pixels; the box
+ * convention and pool rounding survive a checkpoint. */
 #include "testutil.h"
+
+#include "../lib/train/ckpt_io.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +362,180 @@ static void test_weights_only_and_config(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* Every parameter of the model, copied (free with free()). */
+static float **snapshot(const frcnn_model *m)
+{
+    float **v = calloc(frcnn_model_param_count(m), sizeof *v);
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++) {
+        frcnn_param p;
+        frcnn_model_param(m, i, &p);
+        size_t bytes = frcnn_tensor_numel(p.value) * sizeof(float);
+        v[i] = malloc(bytes);
+        memcpy(v[i], frcnn_tensor_data(p.value), bytes);
+    }
+    return v;
+}
+
+static void assert_params_are(const frcnn_model *m, float **v)
+{
+    for (size_t i = 0; i < frcnn_model_param_count(m); i++) {
+        frcnn_param p;
+        frcnn_model_param(m, i, &p);
+        tu_assert_identical(p.name, frcnn_tensor_data(p.value), v[i], frcnn_tensor_numel(p.value));
+        free(v[i]);
+    }
+    free(v);
+}
+
+/* Weights trained on pixels normalised otherwise are refused before anything is copied; the file's normalisation
+ * can be read, and a model created with it loads them. */
+static void test_weights_pixel_norm(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config fc = tiny_config();
+    const float means[3] = {103.5f, 116.25f, 0.5f}, stds[3] = {57.5f, 1.0f, 0.25f};
+    memcpy(fc.pixel_means, means, sizeof means);
+    memcpy(fc.pixel_stds, stds, sizeof stds);
+    frcnn_model *src;
+    assert_int_equal(frcnn_model_create(ctx, &fc, 1, &src), FRCNN_OK);
+    frcnn_train_state weights = {src, NULL, NULL, NULL, 0, NULL, 0, 0, NULL};
+    assert_int_equal(frcnn_ckpt_save(ctx, tmpdir, "norm.ckpt", &weights), FRCNN_OK);
+    char path[128];
+    snprintf(path, sizeof path, "%s/norm.ckpt", tmpdir);
+
+    float got_means[3] = {0}, got_stds[3] = {0};
+    assert_int_equal(frcnn_ckpt_read_pixel_norm(ctx, path, got_means, got_stds), FRCNN_OK);
+    tu_assert_identical("pixel_means read back", got_means, means, 3);
+    tu_assert_identical("pixel_stds read back", got_stds, stds, 3);
+    tu_expect_error(ctx, frcnn_ckpt_read_pixel_norm(ctx, "/nonexistent/x.ckpt", got_means, got_stds),
+                    FRCNN_ERR_NOT_FOUND);
+    tu_expect_error(ctx, frcnn_ckpt_read_pixel_norm(ctx, path, NULL, got_stds), FRCNN_ERR_INVALID_ARG);
+
+    /* Other means (the preset's), then other stds only: refused, nothing copied. */
+    for (int k = 0; k < 2; k++) {
+        frcnn_config c = fc, preset = tiny_config();
+        if (k == 0)
+            memcpy(c.pixel_means, preset.pixel_means, sizeof c.pixel_means);
+        else
+            c.pixel_stds[2] = 0.5f;
+        frcnn_model *m;
+        assert_int_equal(frcnn_model_create(ctx, &c, 2, &m), FRCNN_OK);
+        float **before = snapshot(m);
+        frcnn_weights_report rep;
+        tu_expect_error_msg(ctx, frcnn_ckpt_load_weights(ctx, path, m, &rep), FRCNN_ERR_MISMATCH,
+                            "frcnn_ckpt_read_pixel_norm");
+        assert_params_are(m, before);
+        frcnn_model_free(m);
+    }
+
+    /* The file's own normalisation: everything loads. */
+    frcnn_model *m;
+    assert_int_equal(frcnn_model_create(ctx, &fc, 2, &m), FRCNN_OK);
+    frcnn_weights_report rep;
+    assert_int_equal(frcnn_ckpt_load_weights(ctx, path, m, &rep), FRCNN_OK);
+    assert_int_equal(rep.loaded, frcnn_model_param_count(m));
+    assert_params_are(m, snapshot(src));
+    frcnn_model_free(m);
+    frcnn_model_free(src);
+    frcnn_ctx_free(ctx);
+}
+
+/* box_convention and pool_floor are stored and read back; a strict load into a model of the other convention is
+ * refused. */
+static void test_config_conventions_round_trip(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    c.box_convention = FRCNN_BOXES_CONTINUOUS;
+    c.pool_floor = 1;
+    frcnn_model *m;
+    assert_int_equal(frcnn_model_create(ctx, &c, 1, &m), FRCNN_OK);
+    frcnn_train_state weights = {m, NULL, NULL, NULL, 0, NULL, 0, 0, NULL};
+    assert_int_equal(frcnn_ckpt_save(ctx, tmpdir, "conv.ckpt", &weights), FRCNN_OK);
+    char path[128];
+    snprintf(path, sizeof path, "%s/conv.ckpt", tmpdir);
+    frcnn_config back;
+    memset(&back, 0, sizeof back);
+    assert_int_equal(frcnn_ckpt_read_config(ctx, path, &back), FRCNN_OK);
+    assert_int_equal(back.box_convention, FRCNN_BOXES_CONTINUOUS);
+    assert_int_equal(back.pool_floor, 1);
+
+    frcnn_config other = c;
+    other.box_convention = FRCNN_BOXES_INCLUSIVE;
+    frcnn_model *o;
+    assert_int_equal(frcnn_model_create(ctx, &other, 1, &o), FRCNN_OK);
+    frcnn_train_state s = {o, NULL, NULL, NULL, 0, NULL, 0, 0, NULL};
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &s, false), FRCNN_ERR_MISMATCH, "config.box_convention");
+    frcnn_model_free(o);
+    other = c;
+    other.pool_floor = 0;
+    assert_int_equal(frcnn_model_create(ctx, &other, 1, &o), FRCNN_OK);
+    s.model = o;
+    tu_expect_error_msg(ctx, frcnn_ckpt_load(ctx, path, &s, false), FRCNN_ERR_MISMATCH, "config.pool_floor");
+    frcnn_model_free(o);
+
+    /* The defaults (0, 0) read back as such. */
+    frcnn_model_free(m);
+    c = tiny_config();
+    assert_int_equal(frcnn_model_create(ctx, &c, 1, &m), FRCNN_OK);
+    weights.model = m;
+    assert_int_equal(frcnn_ckpt_save(ctx, tmpdir, "conv0.ckpt", &weights), FRCNN_OK);
+    snprintf(path, sizeof path, "%s/conv0.ckpt", tmpdir);
+    back.box_convention = FRCNN_BOXES_CONTINUOUS;
+    back.pool_floor = 1;
+    assert_int_equal(frcnn_ckpt_read_config(ctx, path, &back), FRCNN_OK);
+    assert_int_equal(back.box_convention, FRCNN_BOXES_INCLUSIVE);
+    assert_int_equal(back.pool_floor, 0);
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
+/* dir/name: the config.* keys of `from` and a field this library does not know, holding `value`. */
+static void write_with_future_field(frcnn_ctx *ctx, const char *from, const char *name, double value)
+{
+    frcnn__ckpt_reader *r;
+    frcnn__ckpt_writer *w;
+    assert_int_equal(frcnn__ckpt_reader_open(ctx, from, &r), FRCNN_OK);
+    assert_int_equal(frcnn__ckpt_writer_open(ctx, tmpdir, name, 0, &w), FRCNN_OK);
+    assert_int_equal(frcnn__ckpt_begin_section(w, "META", FRCNN__CKPT_FLAG_REQUIRED), FRCNN_OK);
+    for (size_t i = 0; i < frcnn__ckpt_kv_count(r); i++) {
+        char key[FRCNN__CKPT_MAX_NAME + 1];
+        double v;
+        assert_int_equal(frcnn__ckpt_kv_key(r, i, key, sizeof key), FRCNN_OK);
+        if (strncmp(key, "config.", 7) == 0 && frcnn__ckpt_get_f64(r, key, &v) == FRCNN_OK)
+            assert_int_equal(frcnn__ckpt_kv_f64(w, key, v), FRCNN_OK);
+    }
+    assert_int_equal(frcnn__ckpt_kv_f64(w, "config.from_the_future", value), FRCNN_OK);
+    assert_int_equal(frcnn__ckpt_end_section(w), FRCNN_OK);
+    assert_int_equal(frcnn__ckpt_writer_finish(w), FRCNN_OK);
+    frcnn__ckpt_reader_close(r);
+}
+
+/* A configuration field of a newer library is refused unless it holds its default 0 (what this library computes). */
+static void test_unknown_config_field(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    frcnn_model *m;
+    assert_int_equal(frcnn_model_create(ctx, &c, 1, &m), FRCNN_OK);
+    frcnn_train_state weights = {m, NULL, NULL, NULL, 0, NULL, 0, 0, NULL};
+    assert_int_equal(frcnn_ckpt_save(ctx, tmpdir, "known.ckpt", &weights), FRCNN_OK);
+    char known[128], path[128];
+    snprintf(known, sizeof known, "%s/known.ckpt", tmpdir);
+    frcnn_config back;
+    write_with_future_field(ctx, known, "future0.ckpt", 0.0);
+    snprintf(path, sizeof path, "%s/future0.ckpt", tmpdir);
+    assert_int_equal(frcnn_ckpt_read_config(ctx, path, &back), FRCNN_OK);
+    write_with_future_field(ctx, known, "future1.ckpt", 2.0);
+    snprintf(path, sizeof path, "%s/future1.ckpt", tmpdir);
+    tu_expect_error_msg(ctx, frcnn_ckpt_read_config(ctx, path, &back), FRCNN_ERR_VERSION, "config.from_the_future");
+    frcnn_model_free(m);
+    frcnn_ctx_free(ctx);
+}
+
 /* True while a save is in progress in dir (its NAME.tmp exists). */
 static bool tmp_exists(const char *dir)
 {
@@ -522,6 +699,9 @@ int main(void)
         cmocka_unit_test(test_resume_in_fresh_process),
         cmocka_unit_test(test_strict_load_refuses),
         cmocka_unit_test(test_weights_only_and_config),
+        cmocka_unit_test(test_weights_pixel_norm),
+        cmocka_unit_test(test_config_conventions_round_trip),
+        cmocka_unit_test(test_unknown_config_field),
         cmocka_unit_test(test_killed_many_times),
     };
     return cmocka_run_group_tests_name("ckpt", tests, setup, teardown);

@@ -1,5 +1,6 @@
-/* The detector: presets, parameter table, input validation, gradient checks of both heads, determinism, and
- * an overfit run on synthetic images that must end in correct detections. */
+/* The detector: presets, parameter table, input validation, gradient checks of both heads, determinism, an
+ * overfit run on synthetic images that must end in correct detections, and the torchvision switches (continuous
+ * boxes, floor-mode pools) with their configuration checks. */
 #include "testutil.h"
 
 #include <math.h>
@@ -576,6 +577,165 @@ static void test_stage_api(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* ----- torchvision's conventions: continuous boxes, floor-mode pools ---------------------------------------------- */
+
+static void test_config_conventions_validated(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tiny_config();
+    assert_int_equal(c.box_convention, FRCNN_BOXES_INCLUSIVE);
+    assert_int_equal(c.pool_floor, 0);
+    c.box_convention = FRCNN_BOXES_CONTINUOUS;
+    c.pool_floor = 1;
+    assert_int_equal(frcnn_config_validate(ctx, &c), FRCNN_OK);
+    const int bad[] = {2, -1, 7};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = tiny_config();
+        c.box_convention = (frcnn_box_convention)bad[i];
+        tu_expect_error_msg(ctx, frcnn_config_validate(ctx, &c), FRCNN_ERR_INVALID_ARG, "box_convention");
+        frcnn_model *m = NULL;
+        tu_expect_error_msg(ctx, frcnn_model_create(ctx, &c, 1, &m), FRCNN_ERR_INVALID_ARG, "box_convention");
+        assert_null(m);
+        c = tiny_config();
+        c.pool_floor = bad[i];
+        tu_expect_error_msg(ctx, frcnn_config_validate(ctx, &c), FRCNN_ERR_INVALID_ARG, "pool_floor");
+    }
+    frcnn_ctx_free(ctx);
+}
+
+enum { ODD_H = 200, ODD_W = 232 }; /* not multiples of 16: ceil and floor pools differ */
+
+/* A noisy h x w image with the given ground truth (no drawing: draw() is for IMG_H x IMG_W). */
+static void make_plain_scene(frcnn_ctx *ctx, scene *s, int h, int w, uint64_t seed, const float *boxes,
+                             const int32_t *labels, size_t g)
+{
+    s->image = tu_tensor(ctx, 4, 1, 3, h, w);
+    tu_fill_uniform(frcnn_tensor_data(s->image), frcnn_tensor_numel(s->image), seed, -0.5f, 0.5f);
+    s->g = g;
+    memcpy(s->gt, boxes, 4 * g * sizeof(float));
+    memcpy(s->labels, labels, g * sizeof(int32_t));
+}
+
+/* The backbone's output is (ceil or floor)(side / 16) after four 2x2 pools: 200 x 232 gives 13 x 15 in Caffe's
+ * ceil mode, 12 x 14 in floor mode; the RPN's outputs follow. */
+static void test_pool_floor_feature_size(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    for (int floor_mode = 0; floor_mode <= 1; floor_mode++) {
+        frcnn_config c = tu_tiny_config(ODD_H, ODD_W, 32, 64);
+        c.pool_floor = floor_mode;
+        frcnn_model *m = make_model(ctx, &c, 4);
+        frcnn_tensor *img = tu_tensor(ctx, 4, 1, 3, ODD_H, ODD_W);
+        tu_fill_uniform(frcnn_tensor_data(img), frcnn_tensor_numel(img), 6, -0.5f, 0.5f);
+        frcnn_input in = {img, 1.0f};
+        const frcnn_tensor *feature;
+        frcnn_rpn_outputs rpn;
+        const int fh = floor_mode ? ODD_H / 16 : (ODD_H + 15) / 16, fw = floor_mode ? ODD_W / 16 : (ODD_W + 15) / 16;
+        assert_int_equal(fh, floor_mode ? 12 : 13);
+        for (int train = 0; train <= 1; train++) {
+            assert_int_equal(frcnn_model_stage_begin(m, &in, train), FRCNN_OK);
+            assert_int_equal(frcnn_model_backbone_forward(m, &feature), FRCNN_OK);
+            assert_int_equal(frcnn_tensor_dim(feature, 2), fh);
+            assert_int_equal(frcnn_tensor_dim(feature, 3), fw);
+            assert_int_equal(frcnn_model_rpn_forward(m, &rpn), FRCNN_OK);
+            assert_int_equal(rpn.feat_h, fh);
+            assert_int_equal(rpn.feat_w, fw);
+            assert_int_equal(rpn.n, (size_t)fh * fw * 9);
+        }
+        frcnn_tensor_free(img);
+        frcnn_model_free(m);
+    }
+    frcnn_ctx_free(ctx);
+}
+
+/* A model with continuous boxes and floor-mode pools on an image whose sides are not multiples of 16: its anchors
+ * are torchvision's, a few training steps give finite losses and the same bits twice, and detection returns boxes
+ * inside [0, W] x [0, H]. */
+static void test_continuous_floor_model(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    frcnn_config c = tu_tiny_config(ODD_H, ODD_W, 32, 64);
+    c.box_convention = FRCNN_BOXES_CONTINUOUS;
+    c.pool_floor = 1;
+    /* The second box ends at the far corner: (W, H) is inside a continuous image. */
+    const float boxes[8] = {10, 12, 90, 100, 120, 40, ODD_W, ODD_H};
+    const int32_t labels[2] = {1, 3};
+    scene s;
+    make_plain_scene(ctx, &s, ODD_H, ODD_W, 21, boxes, labels, 2);
+    frcnn_input in = {s.image, 1.0f};
+
+    /* The anchors of cell (0, 0) are the continuous base anchors (centred on 0, not on 7.5). */
+    frcnn_model *m[2];
+    m[0] = make_model(ctx, &c, 31);
+    /* The stage parameters follow the configuration's convention. */
+    const frcnn_config *mc = frcnn_model_config(m[0]);
+    assert_int_equal(mc->rpn_targets.box_convention, FRCNN_BOXES_CONTINUOUS);
+    assert_int_equal(mc->train_proposals.box_convention, FRCNN_BOXES_CONTINUOUS);
+    assert_int_equal(mc->test_proposals.box_convention, FRCNN_BOXES_CONTINUOUS);
+    assert_int_equal(mc->roi_targets.box_convention, FRCNN_BOXES_CONTINUOUS);
+    float base[9 * 4];
+    assert_int_equal(frcnn_anchors_base_conv(ctx, FRCNN_BOXES_CONTINUOUS, &c.anchors, base), FRCNN_OK);
+    assert_true(base[0] == -base[2]);
+    const frcnn_tensor *feature;
+    frcnn_rpn_outputs rpn;
+    assert_int_equal(frcnn_model_stage_begin(m[0], &in, false), FRCNN_OK);
+    assert_int_equal(frcnn_model_backbone_forward(m[0], &feature), FRCNN_OK);
+    assert_int_equal(frcnn_model_rpn_forward(m[0], &rpn), FRCNN_OK);
+    tu_assert_identical("model anchors at cell (0, 0)", rpn.anchors, base, 9 * 4);
+    assert_int_equal(rpn.feat_h, ODD_H / 16);
+
+    m[1] = make_model(ctx, &c, 31);
+    float first[2] = {0, 0}, last[2];
+    for (int r = 0; r < 2; r++)
+        train(ctx, m[r], &s, 1, 5, 8, &first[r], &last[r]);
+    assert_true(isfinite(first[0]) && isfinite(last[0]));
+    assert_memory_equal(&first[0], &first[1], sizeof(float));
+    assert_memory_equal(&last[0], &last[1], sizeof(float));
+    for (size_t i = 0; i < frcnn_model_param_count(m[0]); i++) {
+        frcnn_param a, b;
+        frcnn_model_param(m[0], i, &a);
+        frcnn_model_param(m[1], i, &b);
+        tu_assert_identical(a.name, frcnn_tensor_data(a.value), frcnn_tensor_data(b.value),
+                            frcnn_tensor_numel(a.value));
+    }
+
+    frcnn_detection d[100];
+    size_t n = 0;
+    frcnn_status st = frcnn_model_detect(m[0], &in, d, 100, &n);
+    if (st != FRCNN_OK)
+        print_error("detect: %s\n", frcnn_ctx_last_error(ctx));
+    assert_int_equal(st, FRCNN_OK);
+    assert_true(n > 0);
+    size_t at_far_edge = 0;
+    for (size_t i = 0; i < n; i++) {
+        at_far_edge += d[i].x2 == (float)ODD_W || d[i].y2 == (float)ODD_H;
+        if (!(0 <= d[i].x1 && d[i].x1 <= d[i].x2 && d[i].x2 <= ODD_W && 0 <= d[i].y1 && d[i].y1 <= d[i].y2 &&
+              d[i].y2 <= ODD_H))
+            fail_msg("detection %zu (%g, %g, %g, %g) outside [0, %d] x [0, %d]", i, (double)d[i].x1,
+                     (double)d[i].y1, (double)d[i].x2, (double)d[i].y2, ODD_W, ODD_H);
+    }
+    /* Boxes running off the image are clipped to the far edge itself (inclusive: W - 1); an untrained model has
+     * several near the large box in the corner. */
+    assert_true(at_far_edge > 0);
+
+    /* A GT box that only touches the image covers none of it: refused, where the inclusive convention refuses
+     * a box starting past the last pixel. */
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 1);
+    frcnn_losses l;
+    const float touching[3][4] = {{ODD_W, 10, ODD_W + 6, 30}, {-6, 10, 0, 30}, {10, ODD_H, 20, ODD_H + 6}};
+    for (int i = 0; i < 3; i++)
+        tu_expect_error_msg(ctx, frcnn_model_train_step(m[0], &in, touching[i], labels, 1, &rng, &l),
+                            FRCNN_ERR_INVALID_ARG, "outside");
+    frcnn_model_free(m[0]);
+    frcnn_model_free(m[1]);
+    frcnn_tensor_free(s.image);
+    frcnn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +746,9 @@ int main(void)
         cmocka_unit_test(test_stage_api),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_overfit_detects_every_object),
+        cmocka_unit_test(test_config_conventions_validated),
+        cmocka_unit_test(test_pool_floor_feature_size),
+        cmocka_unit_test(test_continuous_floor_model),
     };
     if (getenv("FRCNN_TEST_FILTER"))
         cmocka_set_test_filter(getenv("FRCNN_TEST_FILTER"));

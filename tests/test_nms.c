@@ -1,7 +1,7 @@
 /* NMS: hand cases (threshold strictness, ties, max_keep), the fast implementation against a brute-force O(n^2)
- * greedy reference on many random sets (duplicate scores, identical boxes, dense clusters, long kept lists),
- * the stable descending argsort, and errors: NaN scores, n = 0, scratch too small with the arena left at its
- * mark. */
+ * greedy reference on many random sets (duplicate scores, identical boxes, dense clusters, long kept lists), in
+ * both box conventions, the stable descending argsort, and errors: NaN scores, n = 0, scratch too small with the
+ * arena left at its mark, an unknown convention. */
 #include "testutil.h"
 
 #include "../lib/detect/box_internal.h"
@@ -13,23 +13,25 @@
 
 /* ----- the brute-force reference ---------------------------------------------------------------------------- */
 
-/* The py-faster-rcnn IoU (nms/py_cpu_nms.py) in float, written out independently of the library. */
-static float ref_iou(const float *a, const float *b)
+/* The py-faster-rcnn IoU (nms/py_cpu_nms.py) in float, written out independently of the library; off 1. With
+ * off 0 it is torchvision's box_iou (widths x2 - x1). */
+static float ref_iou(const float *a, const float *b, float off)
 {
     float xx1 = a[0] > b[0] ? a[0] : b[0], yy1 = a[1] > b[1] ? a[1] : b[1];
     float xx2 = a[2] < b[2] ? a[2] : b[2], yy2 = a[3] < b[3] ? a[3] : b[3];
-    float iw = xx2 - xx1 + 1.0f, ih = yy2 - yy1 + 1.0f;
+    float iw = xx2 - xx1 + off, ih = yy2 - yy1 + off;
     if (!(iw > 0.0f) || !(ih > 0.0f))
         return 0.0f;
-    float area_a = (a[2] - a[0] + 1.0f) * (a[3] - a[1] + 1.0f);
-    float area_b = (b[2] - b[0] + 1.0f) * (b[3] - b[1] + 1.0f);
+    float area_a = (a[2] - a[0] + off) * (a[3] - a[1] + off);
+    float area_b = (b[2] - b[0] + off) * (b[3] - b[1] + off);
     float inter = iw * ih, uni = (area_a + area_b) - inter;
     return uni > 0.0f ? inter / uni : 0.0f;
 }
 
 /* Selection of the best remaining box by a linear scan (highest score, lowest index on ties), so the reference
  * shares no sorting code with the library; every kept box then suppresses all remaining boxes it overlaps. */
-static size_t ref_nms(const float *boxes, const float *scores, size_t n, float thr, size_t max_keep, uint32_t *keep)
+static size_t ref_nms_off(const float *boxes, const float *scores, size_t n, float thr, size_t max_keep,
+                          uint32_t *keep, float off)
 {
     unsigned char *gone = calloc(n ? n : 1, 1);
     size_t count = 0;
@@ -45,11 +47,16 @@ static size_t ref_nms(const float *boxes, const float *scores, size_t n, float t
         keep[count++] = (uint32_t)best;
         gone[best] = 1;
         for (size_t i = 0; i < n; i++)
-            if (!gone[i] && ref_iou(boxes + 4 * best, boxes + 4 * i) > thr)
+            if (!gone[i] && ref_iou(boxes + 4 * best, boxes + 4 * i, off) > thr)
                 gone[i] = 1;
     }
     free(gone);
     return count;
+}
+
+static size_t ref_nms(const float *boxes, const float *scores, size_t n, float thr, size_t max_keep, uint32_t *keep)
+{
+    return ref_nms_off(boxes, scores, n, thr, max_keep, keep, 1.0f);
 }
 
 /* ----- fixtures ---------------------------------------------------------------------------------------------- */
@@ -73,7 +80,20 @@ static void env_free(nms_env *e)
     frcnn_ctx_free(e->ctx);
 }
 
-/* Runs frcnn_nms and checks the arena is back at its mark. */
+/* Runs frcnn_nms_conv and checks the arena is back at its mark. */
+static size_t run_nms_conv(nms_env *e, frcnn_box_convention conv, const float *boxes, const float *scores, size_t n,
+                           float thr, size_t max_keep, uint32_t *keep)
+{
+    size_t mark = frcnn_arena_mark(e->arena), n_keep = 12345;
+    frcnn_status st = frcnn_nms_conv(e->ctx, e->arena, conv, boxes, scores, n, thr, max_keep, keep, &n_keep);
+    if (st != FRCNN_OK)
+        print_error("nms: %s\n", frcnn_ctx_last_error(e->ctx));
+    assert_int_equal(st, FRCNN_OK);
+    assert_int_equal(frcnn_arena_mark(e->arena), mark);
+    return n_keep;
+}
+
+/* Runs frcnn_nms (the inclusive convention) and checks the arena is back at its mark. */
 static size_t run_nms(nms_env *e, const float *boxes, const float *scores, size_t n, float thr, size_t max_keep,
                       uint32_t *keep)
 {
@@ -99,8 +119,8 @@ static void expect_keep(const char *what, const uint32_t *got, size_t n_got, con
 }
 
 /* The internal ordered NMS at every vector width (scalar, SSE2, AVX when the CPU has it) against the reference. */
-static void check_widths(const char *what, const float *boxes, const float *scores, size_t n, float thr,
-                         size_t max_keep, const uint32_t *want, size_t n_want)
+static void check_widths_off(const char *what, const float *boxes, const float *scores, size_t n, float thr,
+                             size_t max_keep, const uint32_t *want, size_t n_want, float off)
 {
     uint32_t *order = malloc((n + 1) * sizeof *order), *tmp = malloc((n + 1) * sizeof *tmp);
     uint32_t *keep = malloc((n + 1) * sizeof *keep);
@@ -110,7 +130,7 @@ static void check_widths(const char *what, const float *boxes, const float *scor
     const int widths[] = {1, 8, 16};
     for (size_t w = 0; w < 3; w++) {
         size_t n_keep = 12345;
-        frcnn__nms_ordered_width(boxes, order, n, thr, 1.0f, max_keep, kept, keep, &n_keep, widths[w]);
+        frcnn__nms_ordered_width(boxes, order, n, thr, off, max_keep, kept, keep, &n_keep, widths[w]);
         char msg[160];
         snprintf(msg, sizeof msg, "%s, vector width %d", what, widths[w]);
         expect_keep(msg, keep, n_keep, want, n_want);
@@ -119,6 +139,12 @@ static void check_widths(const char *what, const float *boxes, const float *scor
     free(tmp);
     free(keep);
     free(kept);
+}
+
+static void check_widths(const char *what, const float *boxes, const float *scores, size_t n, float thr,
+                         size_t max_keep, const uint32_t *want, size_t n_want)
+{
+    check_widths_off(what, boxes, scores, n, thr, max_keep, want, n_want, 1.0f);
 }
 
 /* ----- hand cases -------------------------------------------------------------------------------------------- */
@@ -434,6 +460,104 @@ static void test_errors(void **state)
     env_free(&e);
 }
 
+/* ----- the continuous convention (torchvision.ops.nms) ---------------------------------------------------------- */
+
+static void test_continuous_hand_cases(void **state)
+{
+    (void)state;
+    nms_env e = env_create(1 << 16);
+    const frcnn_box_convention C = FRCNN_BOXES_CONTINUOUS;
+    /* (0, 0, 10, 10) in (0, 0, 20, 10): IoU 100 / 200 = 0.5 exactly (inclusive: 121 / 231 = 0.52). */
+    const float half[8] = {0, 0, 20, 10, 0, 0, 10, 10};
+    const float hs[2] = {2.0f, 1.0f};
+    uint32_t keep[4];
+    const uint32_t both[] = {0, 1}, first[] = {0};
+    size_t n = run_nms_conv(&e, C, half, hs, 2, 0.5f, 0, keep);
+    expect_keep("continuous: IoU == threshold is kept", keep, n, both, 2);
+    n = run_nms_conv(&e, C, half, hs, 2, 0.4999f, 0, keep);
+    expect_keep("continuous: IoU just above threshold is dropped", keep, n, first, 1);
+    n = run_nms_conv(&e, FRCNN_BOXES_INCLUSIVE, half, hs, 2, 0.5f, 0, keep);
+    expect_keep("inclusive: the same boxes overlap more", keep, n, first, 1);
+    /* Boxes sharing an edge do not overlap (inclusive: a column of pixels). */
+    const float edge[8] = {0, 0, 10, 10, 10, 0, 20, 10};
+    n = run_nms_conv(&e, C, edge, hs, 2, 0.0f, 0, keep);
+    expect_keep("continuous: shared edge", keep, n, both, 2);
+    n = run_nms_conv(&e, FRCNN_BOXES_INCLUSIVE, edge, hs, 2, 0.0f, 0, keep);
+    expect_keep("inclusive: shared column", keep, n, first, 1);
+    /* Zero-width boxes (x2 == x1) overlap nothing, not even themselves. */
+    const float flat[8] = {5, 5, 5, 9, 5, 5, 5, 9};
+    n = run_nms_conv(&e, C, flat, hs, 2, 0.0f, 0, keep);
+    expect_keep("continuous: zero width", keep, n, both, 2);
+    env_free(&e);
+}
+
+/* frcnn_nms_conv continuous against the brute-force reference with the continuous IoU, at every vector width; the
+ * sets are such that the inclusive reference often keeps something else. */
+static void test_continuous_matches_brute_force(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {1, 2, 7, 17, 33, 64, 257, 600};
+    const float thresholds[] = {0.3f, 0.5f, 0.7f};
+    const size_t max_keeps[] = {0, 1, 5, 40};
+    nms_env e = env_create(frcnn_nms_scratch_bytes(600) + 4096);
+    float *boxes = malloc(4 * 600 * sizeof(float)), *scores = malloc(600 * sizeof(float));
+    uint32_t *keep = malloc(600 * sizeof(uint32_t)), *want = malloc(600 * sizeof(uint32_t));
+    uint32_t *incl = malloc(600 * sizeof(uint32_t));
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, 13);
+    size_t cases = 0, differ = 0, kept = 0, dropped = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int levels = 0; levels <= 5; levels += 5) {
+                size_t n = sizes[s];
+                make_case(&rng, n, kind, levels, boxes, scores);
+                for (size_t t = 0; t < 3; t++)
+                    for (size_t m = 0; m < sizeof max_keeps / sizeof max_keeps[0]; m++) {
+                        size_t n_want = ref_nms_off(boxes, scores, n, thresholds[t], max_keeps[m], want, 0.0f);
+                        size_t n_got = run_nms_conv(&e, FRCNN_BOXES_CONTINUOUS, boxes, scores, n, thresholds[t],
+                                                    max_keeps[m], keep);
+                        char what[128];
+                        snprintf(what, sizeof what, "continuous, n %zu, kind %d, %d score levels, IoU %.1f, "
+                                 "max_keep %zu", n, kind, levels, (double)thresholds[t], max_keeps[m]);
+                        expect_keep(what, keep, n_got, want, n_want);
+                        check_widths_off(what, boxes, scores, n, thresholds[t], max_keeps[m], want, n_want, 0.0f);
+                        size_t n_incl = ref_nms_off(boxes, scores, n, thresholds[t], max_keeps[m], incl, 1.0f);
+                        differ += n_incl != n_want || memcmp(incl, want, n_want * sizeof *want) != 0;
+                        cases++;
+                        if (max_keeps[m] == 0) {
+                            kept += n_got;
+                            dropped += n - n_got;
+                        }
+                    }
+            }
+    assert_true(cases > 500);
+    assert_true(kept > 500 && dropped > 500);
+    assert_true(differ > cases / 20); /* a convention ignored would show */
+    free(boxes);
+    free(scores);
+    free(keep);
+    free(want);
+    free(incl);
+    env_free(&e);
+}
+
+static void test_unknown_convention(void **state)
+{
+    (void)state;
+    nms_env e = env_create(frcnn_nms_scratch_bytes(8) + 256);
+    const float boxes[8] = {0, 0, 9, 9, 1, 1, 10, 10};
+    const float scores[2] = {1.0f, 0.5f};
+    uint32_t keep[2];
+    size_t n_keep = 99, mark = frcnn_arena_mark(e.arena);
+    tu_expect_error_msg(e.ctx,
+                        frcnn_nms_conv(e.ctx, e.arena, (frcnn_box_convention)7, boxes, scores, 2, 0.5f, 0, keep,
+                                       &n_keep),
+                        FRCNN_ERR_INVALID_ARG, "box convention 7");
+    assert_int_equal(n_keep, 0);
+    assert_int_equal(frcnn_arena_mark(e.arena), mark);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +567,9 @@ int main(void)
         cmocka_unit_test(test_matches_brute_force_large),
         cmocka_unit_test(test_argsort),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_continuous_hand_cases),
+        cmocka_unit_test(test_continuous_matches_brute_force),
+        cmocka_unit_test(test_unknown_convention),
     };
     return cmocka_run_group_tests_name("nms", tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The proposal layer: a hand case through decode, clip, min-size filter, score order, top-N and NMS; ties in
- * score; the pre- and post-NMS caps; image scale; a randomised comparison with a naive reference; non-finite
- * inputs; the scratch size and arena hygiene. */
+ * score; the pre- and post-NMS caps; image scale; a randomised comparison with a naive reference, in both box
+ * conventions (continuous: torchvision's filter_proposals order); non-finite inputs; the scratch size and arena
+ * hygiene. */
 #include "testutil.h"
 
 #include <math.h>
@@ -392,6 +393,164 @@ static void test_scratch_size(void **state)
     assert_int_equal(frcnn_proposal_scratch_bytes(SIZE_MAX / 8), SIZE_MAX);
 }
 
+/* ----- the continuous convention: torchvision's order ----------------------------------------------------------- */
+
+/* torchvision's RPN filter_proposals on one image, written out: the pre_nms_top_n best scores (descending, ties by
+ * ascending index: a stable argsort), BoxCoder.decode_single with weights 1 (w = x2 - x1, cx = x1 + 0.5 w, dw and
+ * dh clamped at log(1000 / 16), x2 = cx' + 0.5 w'), clip_boxes_to_image ([0, W] x [0, H]), remove_small_boxes
+ * (x2 - x1 and y2 - y1 >= min_size * scale), greedy NMS with box_iou (no +1), the first post_nms_top_n. */
+static size_t ref_proposals_continuous(const frcnn_proposal_params *p, const float *anchors, const float *deltas,
+                                       const float *scores, size_t n, float h, float w, float scale, float *rois,
+                                       float *roi_scores)
+{
+    bool *used = calloc(n ? n : 1, sizeof(bool));
+    float *boxes = malloc((n ? n : 1) * 4 * sizeof(float)), *kept_scores = malloc((n ? n : 1) * sizeof(float));
+    const float clamp = (float)log(1000.0 / 16.0), min = p->min_size * scale;
+    size_t m = 0;
+    for (size_t k = 0; k < n && k < (size_t)p->pre_nms_top_n; k++) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!used[i] && (best == n || scores[i] > scores[best]))
+                best = i;
+        used[best] = true;
+        const float *a = anchors + 4 * best, *d = deltas + 4 * best;
+        float aw = a[2] - a[0], ah = a[3] - a[1], cx = a[0] + 0.5f * aw, cy = a[1] + 0.5f * ah;
+        float dw = d[2] < clamp ? d[2] : clamp, dh = d[3] < clamp ? d[3] : clamp;
+        float pcx = d[0] * aw + cx, pcy = d[1] * ah + cy, pw = expf(dw) * aw, ph = expf(dh) * ah;
+        float b[4] = {pcx - 0.5f * pw, pcy - 0.5f * ph, pcx + 0.5f * pw, pcy + 0.5f * ph};
+        for (int c = 0; c < 4; c++)
+            b[c] = fmaxf(fminf(b[c], c % 2 ? h : w), 0.0f);
+        if (b[2] - b[0] >= min && b[3] - b[1] >= min) {
+            memcpy(boxes + 4 * m, b, sizeof b);
+            kept_scores[m++] = scores[best];
+        }
+    }
+    size_t kept = 0;
+    for (size_t k = 0; k < m && kept < (size_t)p->post_nms_top_n; k++) {
+        const float *b = boxes + 4 * k;
+        bool keep = true;
+        for (size_t j = 0; j < kept && keep; j++) {
+            const float *q = rois + 4 * j;
+            float iw = fminf(b[2], q[2]) - fmaxf(b[0], q[0]), ih = fminf(b[3], q[3]) - fmaxf(b[1], q[1]);
+            if (iw > 0.0f && ih > 0.0f) {
+                float inter = iw * ih;
+                float uni = ((b[2] - b[0]) * (b[3] - b[1]) + (q[2] - q[0]) * (q[3] - q[1])) - inter;
+                keep = !(inter / uni > p->nms_iou);
+            }
+        }
+        if (keep) {
+            memcpy(rois + 4 * kept, b, 4 * sizeof(float));
+            roi_scores[kept++] = kept_scores[k];
+        }
+    }
+    free(used);
+    free(boxes);
+    free(kept_scores);
+    return kept;
+}
+
+/* The order matters: the top-N cut comes before the size filter, so a small box with the best score takes a place
+ * (inclusive: the filter first). And clipping reaches the far edge W, not W - 1. */
+static void test_continuous_hand_case(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, 3);
+    const float anchors[12] = {0, 0, 10, 10, 20, 20, 60, 60, 80, 70, 130, 110};
+    const float deltas[12] = {0};
+    const float scores[3] = {0.9f, 0.5f, 0.7f};
+    float rois[12], roi_scores[3];
+    size_t n_rois = 99;
+    frcnn_proposal_params p = frcnn_proposal_params_default(false);
+    p.box_convention = FRCNN_BOXES_CONTINUOUS;
+    /* All three: box 0 (10 wide) is too small, box 2 is clipped to (80, 70, 100, 100). */
+    assert_ok(f.ctx, run(&f, &p, anchors, deltas, scores, 3, 100, 100, 1.0f, rois, roi_scores, &n_rois));
+    assert_int_equal(n_rois, 2);
+    const float want[8] = {80, 70, 100, 100, 20, 20, 60, 60};
+    tu_assert_identical("continuous rois", rois, want, 8);
+    /* pre_nms_top_n 1 takes box 0 alone, which the size filter then drops. */
+    p.pre_nms_top_n = 1;
+    assert_ok(f.ctx, run(&f, &p, anchors, deltas, scores, 3, 100, 100, 1.0f, rois, roi_scores, &n_rois));
+    assert_int_equal(n_rois, 0);
+    /* Inclusive: the filter first, then the best survivor, clipped to (80, 70, 99, 99). */
+    p.box_convention = FRCNN_BOXES_INCLUSIVE;
+    assert_ok(f.ctx, run(&f, &p, anchors, deltas, scores, 3, 100, 100, 1.0f, rois, roi_scores, &n_rois));
+    assert_int_equal(n_rois, 1);
+    const float want_incl[4] = {80, 70, 99, 99};
+    tu_assert_identical("inclusive rois", rois, want_incl, 4);
+    /* An unknown convention is refused. */
+    p.box_convention = (frcnn_box_convention)7;
+    tu_expect_error_msg(f.ctx, run(&f, &p, anchors, deltas, scores, 3, 100, 100, 1.0f, rois, roi_scores, &n_rois),
+                        FRCNN_ERR_INVALID_ARG, "box convention 7");
+    fixture_free(&f);
+}
+
+/* Random anchors, deltas and coarse scores (many ties) against torchvision's order, under several parameter sets;
+ * the inclusive layer gives another result in most of them. */
+static void test_continuous_matches_reference(void **state)
+{
+    (void)state;
+    const size_t n = 1500;
+    fixture f;
+    fixture_init(&f, n);
+    float *anchors = malloc(n * 4 * sizeof(float)), *deltas = malloc(n * 4 * sizeof(float));
+    float *scores = malloc(n * sizeof(float)), *u = malloc(n * 4 * sizeof(float));
+    float *rois = malloc(n * 4 * sizeof(float)), *roi_scores = malloc(n * sizeof(float));
+    float *ref_rois = malloc(n * 4 * sizeof(float)), *ref_scores = malloc(n * sizeof(float));
+    float *incl_rois = malloc(n * 4 * sizeof(float)), *incl_scores = malloc(n * sizeof(float));
+    tu_fill_uniform(u, n * 4, 41, 0.0f, 1.0f);
+    for (size_t i = 0; i < n; i++) {
+        float cx = u[4 * i] * 400.0f - 50.0f, cy = u[4 * i + 1] * 300.0f - 50.0f;
+        float bw = 8.0f + u[4 * i + 2] * 150.0f, bh = 8.0f + u[4 * i + 3] * 150.0f;
+        set_box(anchors + 4 * i, cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2);
+    }
+    tu_fill_uniform(deltas, n * 4, 42, -0.3f, 0.3f);
+    tu_fill_uniform(scores, n, 43, 0.0f, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        scores[i] = floorf(scores[i] * 20.0f) / 20.0f;
+    const struct {
+        int pre, post;
+        float nms, min_size, scale;
+    } cases[] = {
+        {12000, 2000, 0.7f, 16.0f, 1.0f}, {6000, 300, 0.7f, 16.0f, 1.6f}, {200, 50, 0.5f, 8.0f, 1.0f},
+        {1500, 1500, 1.0f, 0.0f, 1.0f},   {10, 3, 0.0f, 16.0f, 1.0f},     {100, 100, 0.7f, 60.0f, 1.0f},
+        {300, 300, 0.5f, 1e-3f, 0.5f},
+    };
+    size_t differ = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        frcnn_proposal_params p = {cases[c].pre, cases[c].post, cases[c].nms, cases[c].min_size,
+                                   FRCNN_BOXES_CONTINUOUS};
+        size_t n_rois, n_incl;
+        assert_ok(f.ctx, run(&f, &p, anchors, deltas, scores, n, 300, 400, cases[c].scale, rois, roi_scores,
+                             &n_rois));
+        size_t want = ref_proposals_continuous(&p, anchors, deltas, scores, n, 300, 400, cases[c].scale, ref_rois,
+                                               ref_scores);
+        if (n_rois != want)
+            fail_msg("continuous case %zu: %zu proposals, reference %zu", c, n_rois, want);
+        assert_true(n_rois > 0);
+        tu_assert_identical("continuous rois vs reference", rois, ref_rois, 4 * n_rois);
+        tu_assert_identical("continuous scores vs reference", roi_scores, ref_scores, n_rois);
+        for (size_t i = 0; i < n_rois; i++)
+            assert_true(rois[4 * i] >= 0 && rois[4 * i + 2] <= 400 && rois[4 * i + 1] >= 0 && rois[4 * i + 3] <= 300);
+        p.box_convention = FRCNN_BOXES_INCLUSIVE;
+        assert_ok(f.ctx, run(&f, &p, anchors, deltas, scores, n, 300, 400, cases[c].scale, incl_rois, incl_scores,
+                             &n_incl));
+        differ += n_incl != n_rois || memcmp(incl_rois, rois, 4 * n_rois * sizeof(float)) != 0;
+    }
+    assert_true(differ == sizeof cases / sizeof cases[0]);
+    free(anchors);
+    free(deltas);
+    free(scores);
+    free(u);
+    free(rois);
+    free(roi_scores);
+    free(ref_rois);
+    free(ref_scores);
+    free(incl_rois);
+    free(incl_scores);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +559,8 @@ int main(void)
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_non_finite_and_bad_arguments),
         cmocka_unit_test(test_scratch_size),
+        cmocka_unit_test(test_continuous_hand_case),
+        cmocka_unit_test(test_continuous_matches_reference),
     };
     return cmocka_run_group_tests_name("proposals", tests, NULL, NULL);
 }

@@ -4,7 +4,8 @@
  * crash or leak; frcnn_voc_open on small trees written into a fresh folder (both root forms, split files with CRLF
  * and a second column, .png images, clipping, class lists, missing and duplicate files, sizes from the image,
  * fingerprints, allocation failures); the prepared size and the prepared pixels against hand-computed bilinear
- * values (PyTorch F.interpolate, align_corners=False); and training samples with their scaled and flipped boxes. */
+ * values (PyTorch F.interpolate, align_corners=False); and training samples with their scaled and flipped boxes,
+ * inclusive and continuous. */
 #include "testutil.h"
 
 #include <math.h>
@@ -1776,6 +1777,60 @@ static void test_load_sample(void **state)
     env_close(&e);
 }
 
+/* With the continuous convention a box ends at the far edge of its last pixel: (x1, y1, x2 + 1, y2 + 1), and the
+ * mirror of (x1, x2) is (W - x2, W - x1) in those coordinates. */
+static void test_load_sample_continuous(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e);
+    char root[512], voc[512];
+    new_tree("sample_continuous", root, sizeof root, voc, sizeof voc);
+    put_image(voc, "JPEGImages/c1.png", 20, 15);
+    /* 0-based: dog (1, 2, 9, 11), person (4, 4, 19, 14) up to the last column and row, cat (0, 0, 0, 0). */
+    const tobj o[] = {{"dog", 2, 3, 10, 12, 0}, {"person", 5, 5, 20, 15, 0}, {"cat", 1, 1, 1, 1, 0}};
+    put_annotation(voc, "c1", "c1.png", 20, 15, o, 3, NULL);
+    put_text(voc, "ImageSets/Main/trainval.txt", "c1\n");
+    frcnn_voc_params p = frcnn_voc_params_default();
+    p.root = root;
+    frcnn_dataset *ds = NULL;
+    assert_int_equal(frcnn_voc_open(e.ctx, &p, &ds), FRCNN_OK);
+    /* Scale 2: a 40 x 30 prepared image. */
+    frcnn_config c = norm_config(30, 60);
+    c.box_convention = FRCNN_BOXES_CONTINUOUS;
+    /* Not flipped: (x1, y1, x2 + 1, y2 + 1) times 2: dog (1, 2, 10, 12) -> (2, 4, 20, 24); person (4, 4, 20, 15)
+     * -> (8, 8, 40, 30), the whole width and height; cat (0, 0, 1, 1) -> (0, 0, 2, 2).
+     * Flipped, W = 20: (W - (x2 + 1), y1, W - x1, y2 + 1) times 2: dog (10, 2, 19, 12) -> (20, 4, 38, 24); person
+     * (0, 4, 16, 15) -> (0, 8, 32, 30); cat (19, 0, 20, 1) -> (38, 0, 40, 2). */
+    const float plain[12] = {2, 4, 20, 24, 8, 8, 40, 30, 0, 0, 2, 2};
+    const float flipped[12] = {20, 4, 38, 24, 0, 8, 32, 30, 38, 0, 40, 2};
+    const int32_t want_labels[3] = {voc_label("dog"), voc_label("person"), voc_label("cat")};
+    float gt[4 * 4];
+    int32_t labels[4];
+    for (int flip = 0; flip <= 1; flip++) {
+        frcnn_tensor *t = NULL;
+        float sc = 0;
+        size_t n = 99;
+        memset(gt, 0xff, sizeof gt);
+        assert_int_equal(frcnn_dataset_load_sample(e.ctx, ds, 0, flip, false, &c, &t, &sc, gt, labels, 4, &n),
+                         FRCNN_OK);
+        assert_true(sc == 2.0f);
+        expect_dims(t, 30, 40);
+        frcnn_tensor_free(t);
+        assert_int_equal(n, 3);
+        tu_assert_identical(flip ? "continuous flipped gt" : "continuous gt", gt, flip ? flipped : plain, 12);
+        for (size_t k = 0; k < 3; k++)
+            assert_int_equal(labels[k], want_labels[k]);
+    }
+    /* The flipped boxes are the mirror images in the prepared image's width: x1' = 40 - x2, x2' = 40 - x1. */
+    for (int k = 0; k < 3; k++) {
+        assert_true(flipped[4 * k] == 40 - plain[4 * k + 2] && flipped[4 * k + 2] == 40 - plain[4 * k]);
+        assert_true(flipped[4 * k + 1] == plain[4 * k + 1] && flipped[4 * k + 3] == plain[4 * k + 3]);
+    }
+    frcnn_dataset_free(ds);
+    env_close(&e);
+}
+
 static void test_load_sample_bad_images(void **state)
 {
     (void)state;
@@ -1851,6 +1906,7 @@ int main(void)
         cmocka_unit_test(test_prepare_bilinear_upscale),
         cmocka_unit_test(test_prepare_downscale),
         cmocka_unit_test(test_load_sample),
+        cmocka_unit_test(test_load_sample_continuous),
         cmocka_unit_test(test_load_sample_bad_images),
     };
     return cmocka_run_group_tests_name("voc", tests, group_setup, group_teardown);

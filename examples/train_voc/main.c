@@ -128,10 +128,11 @@ static int open_dataset(run *r)
     return 0;
 }
 
-/* Weights expect the pixel normalisation they were trained with (a converted torchvision backbone: ImageNet's), so
- * with --init-weights the model takes it from the file, or from the checkpoint the run will resume from: that
- * one was made the same way, and the initial weights file may be gone by then. */
-static int take_pixel_norm(run *r)
+/* Weights expect the pixel normalisation they were trained with (a converted torchvision backbone: ImageNet's) and
+ * were trained in their box and pooling conventions (a converted torchvision detector: torchvision's), so with
+ * --init-weights the model takes these from the file, or from the checkpoint the run will resume from: that one
+ * was made the same way, and the initial weights file may be gone by then. */
+static int take_conventions(run *r)
 {
     char path[4096];
     const char *from = r->opt.init_weights;
@@ -140,18 +141,24 @@ static int take_pixel_norm(run *r)
     else if (!r->opt.no_resume &&
              frcnn_ckpt_latest(r->ctx, r->opt.ckpt_dir, r->opt.prefix, path, sizeof path) == FRCNN_OK)
         from = path;
-    if (frcnn_ckpt_read_pixel_norm(r->ctx, from, r->config.pixel_means, r->config.pixel_stds) != FRCNN_OK)
+    frcnn_config c;
+    if (frcnn_ckpt_read_config(r->ctx, from, &c) != FRCNN_OK)
         return fail(r, "--init-weights");
-    printf("pixel normalisation from %s: means (B, G, R) %g %g %g, stds %g %g %g\n", from,
-           (double)r->config.pixel_means[0], (double)r->config.pixel_means[1], (double)r->config.pixel_means[2],
-           (double)r->config.pixel_stds[0], (double)r->config.pixel_stds[1], (double)r->config.pixel_stds[2]);
+    memcpy(r->config.pixel_means, c.pixel_means, sizeof c.pixel_means);
+    memcpy(r->config.pixel_stds, c.pixel_stds, sizeof c.pixel_stds);
+    r->config.box_convention = c.box_convention;
+    r->config.pool_floor = c.pool_floor;
+    printf("from %s: pixel means (B, G, R) %g %g %g, stds %g %g %g; %s boxes; %s pooling\n", from,
+           (double)c.pixel_means[0], (double)c.pixel_means[1], (double)c.pixel_means[2], (double)c.pixel_stds[0],
+           (double)c.pixel_stds[1], (double)c.pixel_stds[2], frcnn_box_convention_name(c.box_convention),
+           c.pool_floor ? "floor" : "ceil-mode");
     return 0;
 }
 
 static int create_objects(run *r)
 {
     r->config = options_config(&r->opt, frcnn_dataset_num_classes(r->data));
-    if (r->opt.init_weights && take_pixel_norm(r))
+    if (r->opt.init_weights && take_conventions(r))
         return 1;
     if (frcnn_config_validate(r->ctx, &r->config) != FRCNN_OK)
         return fail(r, "configuration");

@@ -104,10 +104,17 @@ static frcnn_status continuous_anchors(frcnn_ctx *ctx, const frcnn_anchor_params
                                     "anchors: base_size %g, ratio %g, scale %g give a size beyond float",
                                     (double)p->base_size, (double)p->ratios[r], (double)p->scales[s]);
             /* rintf rounds half to even in the default rounding mode, as torch.round. */
-            out[4 * a + 0] = rintf(-ws / 2.0f);
-            out[4 * a + 1] = rintf(-hs / 2.0f);
-            out[4 * a + 2] = rintf(ws / 2.0f);
-            out[4 * a + 3] = rintf(hs / 2.0f);
+            float *o = out + 4 * a;
+            o[0] = rintf(-ws / 2.0f);
+            o[1] = rintf(-hs / 2.0f);
+            o[2] = rintf(ws / 2.0f);
+            o[3] = rintf(hs / 2.0f);
+            if (!(o[2] > o[0] && o[3] > o[1]))
+                return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
+                                    "anchors: base_size %g, ratio %g, scale %g give a %gx%g (w x h) anchor, expected "
+                                    "a positive size",
+                                    (double)p->base_size, (double)p->ratios[r], (double)p->scales[s],
+                                    (double)(o[2] - o[0]), (double)(o[3] - o[1]));
         }
     }
     return FRCNN_OK;

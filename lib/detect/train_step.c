@@ -15,11 +15,16 @@ static frcnn_status check_gt(frcnn_model *m, const float *gt, const int32_t *lab
     if (g > (size_t)m->cfg.max_gt_boxes)
         return frcnn__error(m->ctx, FRCNN_ERR_INVALID_ARG, "%zu GT boxes, the model plans for at most %d "
                             "(config.max_gt_boxes)", g, m->cfg.max_gt_boxes);
-    const float off = frcnn__box_offset(m->cfg.box_convention);
+    /* A box must have a positive size and cover some of the image: pixels 0 .. w - 1 when inclusive, the interval
+     * (0, w) when continuous. */
+    const bool cont = m->cfg.box_convention == FRCNN_BOXES_CONTINUOUS;
+    const float off = frcnn__box_offset(m->cfg.box_convention), last_x = (float)w - off, last_y = (float)h - off;
     for (size_t i = 0; i < g; i++) {
         const float *b = gt + 4 * i;
+        bool outside = cont ? b[2] <= 0 || b[3] <= 0 || b[0] >= last_x || b[1] >= last_y
+                            : b[2] < 0 || b[3] < 0 || b[0] > last_x || b[1] > last_y;
         if (!(isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3])) || !(b[2] - b[0] + off > 0) ||
-            !(b[3] - b[1] + off > 0) || b[2] < 0 || b[3] < 0 || b[0] > (float)w - off || b[1] > (float)h - off)
+            !(b[3] - b[1] + off > 0) || outside)
             return frcnn__error(m->ctx, FRCNN_ERR_INVALID_ARG,
                                 "GT box %zu (%g, %g, %g, %g) is degenerate or outside the %dx%d image", i,
                                 (double)b[0], (double)b[1], (double)b[2], (double)b[3], h, w);

@@ -254,8 +254,33 @@ static frcnn_status need_u64(frcnn__ckpt_reader *r, const char *key, uint64_t *v
     return st == FRCNN_ERR_NOT_FOUND ? FRCNN_ERR_MISMATCH : st;
 }
 
+/* A configuration field this library does not know changes what the model computes unless it holds the value 0
+ * that every added field defaults to: such a file comes from a newer library and would be silently misread. */
+static frcnn_status check_unknown_config(frcnn_ctx *ctx, frcnn__ckpt_reader *r, const char *path)
+{
+    for (size_t i = 0; i < frcnn__ckpt_kv_count(r); i++) {
+        char key[FRCNN__CKPT_MAX_NAME + 1];
+        double v;
+        if (frcnn__ckpt_kv_key(r, i, key, sizeof key) != FRCNN_OK || strncmp(key, "config.", 7) != 0)
+            continue;
+        size_t f = 0;
+        while (f < N_CONFIG_FIELDS && strcmp(config_fields[f].key, key) != 0)
+            f++;
+        if (f == N_CONFIG_FIELDS && (frcnn__ckpt_get_f64(r, key, &v) != FRCNN_OK || v != 0.0))
+            return frcnn__error(ctx, FRCNN_ERR_VERSION,
+                                "%s: configuration field '%s' is unknown to libfrcnn %s (the file comes from a newer "
+                                "version)",
+                                path, key, frcnn_version());
+    }
+    frcnn_ctx_clear_error(ctx);
+    return FRCNN_OK;
+}
+
 static frcnn_status read_config_fields(frcnn_ctx *ctx, frcnn__ckpt_reader *r, const char *path, frcnn_config *c)
 {
+    frcnn_status unknown = check_unknown_config(ctx, r, path);
+    if (unknown != FRCNN_OK)
+        return unknown;
     for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
         double v;
         frcnn_status st = frcnn__ckpt_get_f64(r, config_fields[i].key, &v);
@@ -647,6 +672,8 @@ frcnn_status frcnn_ckpt_load_weights(frcnn_ctx *ctx, const char *path, frcnn_mod
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "ckpt_load_weights: %s is NULL", path ? "model" : "path");
     frcnn_weights_report rep;
     memset(&rep, 0, sizeof rep);
+    if (report)
+        *report = rep;
     frcnn__ckpt_reader *r;
     frcnn_status st = open_verified(ctx, path, &r);
     if (st != FRCNN_OK)

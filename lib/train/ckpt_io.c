@@ -1189,6 +1189,20 @@ static const char *kv_type_name(uint8_t t)
     }
 }
 
+size_t frcnn__ckpt_kv_count(const frcnn__ckpt_reader *r)
+{
+    return r ? r->nkv : 0;
+}
+
+frcnn_status frcnn__ckpt_kv_key(const frcnn__ckpt_reader *r, size_t i, char *buf, size_t cap)
+{
+    if (!r || !buf || i >= r->nkv || cap <= r->kv[i].key_len)
+        return FRCNN_ERR_INVALID_ARG;
+    memcpy(buf, r->kv[i].key, r->kv[i].key_len);
+    buf[r->kv[i].key_len] = '\0';
+    return FRCNN_OK;
+}
+
 static frcnn_status find_kv(frcnn__ckpt_reader *r, const char *key, uint8_t type, const kv_ref **out)
 {
     kv_ref probe;

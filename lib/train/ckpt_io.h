@@ -113,6 +113,11 @@ frcnn_status frcnn__ckpt_tensor_find(frcnn__ckpt_reader *r, const char *name, fr
  * FRCNN_ERR_INVALID_ARG), verifying the section CRC (FRCNN_ERR_CHECKSUM; buf contents are then unspecified). */
 frcnn_status frcnn__ckpt_read_tensor(frcnn__ckpt_reader *r, const char *name, void *buf, size_t buf_bytes);
 
+/* The META keys, in ascending byte order: kv_key copies key i (< kv_count) with a NUL into buf (cap bytes, more
+ * than FRCNN__CKPT_MAX_NAME suffice); FRCNN_ERR_INVALID_ARG when i or cap is too small. */
+size_t frcnn__ckpt_kv_count(const frcnn__ckpt_reader *r);
+frcnn_status frcnn__ckpt_kv_key(const frcnn__ckpt_reader *r, size_t i, char *buf, size_t cap);
+
 /* Key/value lookups. FRCNN_ERR_NOT_FOUND for a missing key, FRCNN_ERR_MISMATCH when the stored type differs. */
 frcnn_status frcnn__ckpt_get_u64(frcnn__ckpt_reader *r, const char *key, uint64_t *v);
 frcnn_status frcnn__ckpt_get_i64(frcnn__ckpt_reader *r, const char *key, int64_t *v);
