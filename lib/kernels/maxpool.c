@@ -185,6 +185,58 @@ static float window_max(const float *xp, int64_t w, int64_t hs, int64_t he, int6
     return best;
 }
 
+/* The window of one output: window_max over the clipped window. */
+static void pool_one(const pool_job *j, const float *xp, float *yp, int32_t *ap, int64_t ph, int64_t pw)
+{
+    const frcnn_maxpool_params *p = j->p;
+    int64_t hs = ph * p->stride_h - p->pad_h, ws = pw * p->stride_w - p->pad_w;
+    int64_t he = hs + p->kernel_h < j->h ? hs + p->kernel_h : j->h;
+    int64_t we = ws + p->kernel_w < j->w ? ws + p->kernel_w : j->w;
+    int64_t best_i;
+    size_t o = (size_t)(ph * j->ow + pw);
+    yp[o] = window_max(xp, j->w, hs < 0 ? 0 : hs, he, ws < 0 ? 0 : ws, we, &best_i);
+    if (ap)
+        ap[o] = (int32_t)best_i;
+}
+
+/* The backbones' pools, 2x2 windows at stride 2 without padding, over one plane: the whole windows with the
+ * four comparisons written out (the same ones window_max makes, in the same order, so the same value and index),
+ * the partial windows of a ceil-mode pool's last row and column through pool_one. A window holding a NaN is
+ * redone by window_max too. */
+static void pool2x2_plane(const pool_job *j, const float *xp, float *yp, int32_t *ap)
+{
+    const int64_t w = j->w, full_h = j->h / 2 < j->oh ? j->h / 2 : j->oh, full_w = w / 2 < j->ow ? w / 2 : j->ow;
+    for (int64_t ph = 0; ph < full_h; ph++) {
+        const float *r0 = xp + 2 * ph * w, *r1 = r0 + w;
+        float *yr = yp + ph * j->ow;
+        int32_t *ar = ap ? ap + ph * j->ow : NULL;
+        const int32_t base = (int32_t)(2 * ph * w);
+        for (int64_t pw = 0; pw < full_w; pw++) {
+            float a = r0[2 * pw], b = r0[2 * pw + 1], c = r1[2 * pw], d = r1[2 * pw + 1];
+            if ((a != a) | (b != b) | (c != c) | (d != d)) {
+                pool_one(j, xp, yp, ap, ph, pw);
+                continue;
+            }
+            int32_t i = base + (int32_t)(2 * pw), best_i = i;
+            float best = a;
+            best_i = b > best ? i + 1 : best_i;
+            best = b > best ? b : best;
+            best_i = c > best ? i + (int32_t)w : best_i;
+            best = c > best ? c : best;
+            best_i = d > best ? i + (int32_t)w + 1 : best_i;
+            best = d > best ? d : best;
+            yr[pw] = best;
+            if (ar)
+                ar[pw] = best_i;
+        }
+        for (int64_t pw = full_w; pw < j->ow; pw++)
+            pool_one(j, xp, yp, ap, ph, pw);
+    }
+    for (int64_t ph = full_h; ph < j->oh; ph++)
+        for (int64_t pw = 0; pw < j->ow; pw++)
+            pool_one(j, xp, yp, ap, ph, pw);
+}
+
 /* Pools the (n, c) planes [begin, end); each writes only its own planes of y and argmax. */
 static void forward_range(void *arg, size_t begin, size_t end)
 {
@@ -192,10 +244,16 @@ static void forward_range(void *arg, size_t begin, size_t end)
     const frcnn_maxpool_params *p = j->p;
     const size_t in_plane = (size_t)j->h * (size_t)j->w;
     const size_t out_plane = (size_t)j->oh * (size_t)j->ow;
+    const bool two_by_two = p->kernel_h == 2 && p->kernel_w == 2 && p->stride_h == 2 && p->stride_w == 2 &&
+                            p->pad_h == 0 && p->pad_w == 0;
     for (size_t plane = begin; plane < end; plane++) {
         const float *xp = j->x + plane * in_plane;
         float *yp = j->y + plane * out_plane;
         int32_t *ap = j->argmax ? j->argmax + plane * out_plane : NULL;
+        if (two_by_two) {
+            pool2x2_plane(j, xp, yp, ap);
+            continue;
+        }
         for (int64_t ph = 0; ph < j->oh; ph++) {
             int64_t hs = ph * p->stride_h - p->pad_h;
             int64_t he = hs + p->kernel_h < j->h ? hs + p->kernel_h : j->h;

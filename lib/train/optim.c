@@ -255,30 +255,71 @@ typedef struct update_job {
 static void update_range(void *arg, size_t begin, size_t end)
 {
     const update_job *j = arg;
-    float *w = j->w, *s0 = j->s0, *s1 = j->s1;
-    const float *grad = j->grad;
+    /* Locals and restrict: stores through w or s0 could otherwise alias the job's fields and the other arrays,
+     * which keeps the loops from vectorising. */
+    float *restrict w = j->w, *restrict s0 = j->s0, *restrict s1 = j->s1;
+    const float *restrict grad = j->grad;
+    const float scale = j->inv_acc * j->clip, lr = j->lr, decay = j->decay;
     if (j->kind == FRCNN_OPTIM_SGD) {
         /* Caffe SGDSolver: diff += decay w; history = lr diff + momentum history; w -= history. */
+        const float momentum = j->momentum;
         for (size_t i = begin; i < end; i++) {
-            float g = grad[i] * j->inv_acc * j->clip;
-            g += j->decay * w[i];
-            s0[i] = j->lr * g + j->momentum * s0[i];
-            w[i] -= s0[i];
+            float g = grad[i] * scale + decay * w[i];
+            float h = lr * g + momentum * s0[i];
+            s0[i] = h;
+            w[i] -= h;
         }
         return;
     }
-    const float b1 = j->beta1, b2 = j->beta2, ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+    const float b1 = j->beta1, b2 = j->beta2, ob1 = 1.0f - b1, ob2 = 1.0f - b2, bc1 = j->bc1, bc2 = j->bc2;
+    const float eps = j->eps, wd = j->kind == FRCNN_OPTIM_ADAMW ? lr * decay : 0.0f;
+    const float l2 = j->kind == FRCNN_OPTIM_ADAMW ? 0.0f : decay;
     for (size_t i = begin; i < end; i++) {
-        float g = grad[i] * j->inv_acc * j->clip;
-        if (j->kind == FRCNN_OPTIM_ADAMW)
-            w[i] -= j->lr * j->decay * w[i];
-        else
-            g += j->decay * w[i];
-        s0[i] = b1 * s0[i] + ob1 * g;
-        s1[i] = b2 * s1[i] + ob2 * (g * g);
-        float mh = s0[i] / j->bc1, vh = s1[i] / j->bc2;
-        w[i] -= j->lr * mh / (sqrtf(vh) + j->eps);
+        float wi = w[i] - wd * w[i];
+        float g = grad[i] * scale + l2 * w[i];
+        float m = b1 * s0[i] + ob1 * g, v = b2 * s1[i] + ob2 * (g * g);
+        s0[i] = m;
+        s1[i] = v;
+        w[i] = wi - lr * (m / bc1) / (sqrtf(v / bc2) + eps);
     }
+}
+
+/* The index of the first element that is infinite or NaN, or n. A block is first tested for an exponent of all
+ * ones with integer operations, which vectorise; only a block that has one is searched. */
+static size_t first_non_finite(const float *g, size_t n)
+{
+    for (size_t b = 0; b < n; b += 4096) {
+        size_t e = n - b < 4096 ? n : b + 4096;
+        uint32_t bad = 0;
+        for (size_t i = b; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, &g[i], sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            for (size_t i = b; i < e; i++)
+                if (!isfinite(g[i]))
+                    return i;
+    }
+    return n;
+}
+
+/* sum (g[i] inv_acc)^2 in double, in eight interleaved partial sums added in a fixed order: the result depends
+ * only on the data (not on threads), and the sums do not wait on each other. */
+static double sum_squares(const float *g, size_t n, float inv_acc)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            double v = (double)(g[i + (size_t)k] * inv_acc);
+            acc[k] += v * v;
+        }
+    for (; i < n; i++) {
+        double v = (double)(g[i] * inv_acc);
+        tail += v * v;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
 frcnn_status frcnn_optim_step(frcnn_optim *optim, float lr)
@@ -292,34 +333,32 @@ frcnn_status frcnn_optim_step(frcnn_optim *optim, float lr)
                             (double)lr);
     const size_t n_slots = optim->n_slots;
 
-    /* Check every gradient before anything changes. */
+    /* Check every gradient before anything changes. With clipping, the norm's pass does it: a sum of squares in
+     * double is finite exactly when every gradient is. */
+    const float inv_acc = 1.0f / (float)p->accumulate; /* the mean over accumulated images (Caffe's Normalize) */
+    double sq = 0.0;
     for (size_t s = 0; s < n_slots; s++) {
         frcnn_param prm;
         frcnn_status st = frcnn_model_param(optim->model, optim->slot_param[s], &prm);
         if (st != FRCNN_OK)
             return st;
         const float *g = prm.grad->data;
-        for (size_t i = 0; i < prm.grad->numel; i++)
-            if (!isfinite(g[i]))
-                return frcnn__error(ctx, FRCNN_ERR_NOT_FINITE,
-                                    "optim_step: gradient of '%s' is %s at element %zu; no parameter was updated",
-                                    prm.name, isnan(g[i]) ? "NaN" : "infinite", i);
+        size_t bad = prm.grad->numel;
+        if (p->clip_norm > 0.0f) {
+            double part = sum_squares(g, prm.grad->numel, inv_acc);
+            if (!isfinite(part))
+                bad = first_non_finite(g, prm.grad->numel);
+            sq += part;
+        } else {
+            bad = first_non_finite(g, prm.grad->numel);
+        }
+        if (bad < prm.grad->numel)
+            return frcnn__error(ctx, FRCNN_ERR_NOT_FINITE,
+                                "optim_step: gradient of '%s' is %s at element %zu; no parameter was updated",
+                                prm.name, isnan(g[bad]) ? "NaN" : "infinite", bad);
     }
-
-    /* Gradient of the mean over the accumulated images (Caffe's Normalize: scale by 1 / iter_size). */
-    const float inv_acc = 1.0f / (float)p->accumulate;
     float clip = 1.0f;
     if (p->clip_norm > 0.0f) {
-        double sq = 0.0; /* in parameter order, so the result does not depend on threads */
-        for (size_t s = 0; s < n_slots; s++) {
-            frcnn_param prm;
-            frcnn_model_param(optim->model, optim->slot_param[s], &prm);
-            const float *g = prm.grad->data;
-            for (size_t i = 0; i < prm.grad->numel; i++) {
-                double gi = (double)(g[i] * inv_acc);
-                sq += gi * gi;
-            }
-        }
         double norm = sqrt(sq);
         if (!isfinite(norm))
             return frcnn__error(ctx, FRCNN_ERR_NOT_FINITE, "optim_step: gradient norm overflows; no parameter "
