@@ -52,7 +52,8 @@ $(DEPS_STAMP): tools/ensure-deps.sh
 	@sh tools/ensure-deps.sh
 	@mkdir -p $(@D) && touch $@
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h lib/*/*.h) | $(DEPS_STAMP)
+# The Makefile is a prerequisite: a change of compiler flags rebuilds the library.
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h lib/*/*.h) Makefile | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
