@@ -3,6 +3,8 @@
  * validation, the schedules' values and purity, and a short training run that must lower the loss. */
 #include "testutil.h"
 
+#include <float.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,6 +434,45 @@ static void test_set_steps(void **state)
 }
 
 /* A NaN or infinite gradient is refused before anything changes: weights, state and step count bit-identical. */
+/* Momentum and Adam's moments of a parameter whose gradient stops decay geometrically; once below FLT_MIN they
+ * are exactly 0, never subnormal (which x86 computes about 100 times more slowly). */
+static void test_decayed_state_flushed(void **state)
+{
+    fixture *fx = *state;
+    frcnn_ctx *ctx = fx->ctx;
+    frcnn_model *m = fx->model;
+    for (int kind = 0; kind < 2; kind++) {
+        frcnn_optim_params op = kind == 0 ? frcnn_optim_params_sgd() : frcnn_optim_params_adam();
+        frcnn_optim *o = make_optim(ctx, &op, m);
+        frcnn_param b = get_param(m, B_NAME); /* a bias: no weight decay, so its gradient is 0 once we stop */
+        frcnn_model_zero_grad(m);
+        frcnn_tensor_data(b.grad)[0] = 1.0f;
+        assert_int_equal(frcnn_optim_step(o, 0.01f), FRCNN_OK);
+        frcnn_model_zero_grad(m);
+        for (int i = 0; i < 1000; i++) /* 0.9^1000 is 1.7e-46 */
+            assert_int_equal(frcnn_optim_step(o, 0.01f), FRCNN_OK);
+        for (size_t i = 0; i < frcnn_optim_state_count(o); i++) {
+            const char *name;
+            frcnn_tensor *buf;
+            frcnn_optim_state(o, i, &name, &buf);
+            const float *d = frcnn_tensor_data(buf);
+            for (size_t k = 0; k < frcnn_tensor_numel(buf); k++)
+                if (d[k] != 0.0f && fabsf(d[k]) < FLT_MIN)
+                    fail_msg("%s[%zu] is subnormal: %g", name, k, (double)d[k]);
+        }
+        char want[128];
+        snprintf(want, sizeof want, "%s.%s", B_NAME, kind == 0 ? "momentum" : "adam_m");
+        for (size_t i = 0; i < frcnn_optim_state_count(o); i++) {
+            const char *name;
+            frcnn_tensor *buf;
+            frcnn_optim_state(o, i, &name, &buf);
+            if (strcmp(name, want) == 0)
+                assert_true(frcnn_tensor_data(buf)[0] == 0.0f);
+        }
+        frcnn_optim_free(o);
+    }
+}
+
 static void test_not_finite_changes_nothing(void **state)
 {
     fixture *fx = *state;
@@ -776,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_adam),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_set_steps),
+        cmocka_unit_test(test_decayed_state_flushed),
         cmocka_unit_test(test_not_finite_changes_nothing),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test(test_create_out_of_memory),
