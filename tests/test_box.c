@@ -268,6 +268,25 @@ static void test_decode_hand_cases(void **state)
     tu_assert_identical("decode in place over boxes", alias_boxes, out, 12);
 }
 
+/* n random boxes and regression targets near them, with sizes within a factor 62.5 of each other so that decode's
+ * clamp does not apply. */
+static void random_box_pairs(float *boxes, float *targets, size_t n, uint64_t seed)
+{
+    frcnn_rng rng;
+    frcnn_rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) {
+        float *b = boxes + 4 * i, *t = targets + 4 * i;
+        b[0] = 1000.0f * frcnn_rng_uniform(&rng) - 100.0f;
+        b[1] = 600.0f * frcnn_rng_uniform(&rng) - 100.0f;
+        b[2] = b[0] + 20.0f + 480.0f * frcnn_rng_uniform(&rng);
+        b[3] = b[1] + 20.0f + 480.0f * frcnn_rng_uniform(&rng);
+        t[0] = b[0] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
+        t[1] = b[1] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
+        t[2] = t[0] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
+        t[3] = t[1] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
+    }
+}
+
 static void test_encode_decode_round_trip(void **state)
 {
     (void)state;
@@ -276,21 +295,8 @@ static void test_encode_decode_round_trip(void **state)
     float *boxes = malloc(4 * N * sizeof(float)), *targets = malloc(4 * N * sizeof(float));
     float *deltas = malloc(4 * N * sizeof(float)), *out = malloc(4 * N * sizeof(float));
     float *want = malloc(4 * N * sizeof(float));
-    frcnn_rng rng;
-    frcnn_rng_seed(&rng, 77);
-    for (size_t i = 0; i < N; i++) {
-        float *b = boxes + 4 * i, *t = targets + 4 * i;
-        b[0] = 1000.0f * frcnn_rng_uniform(&rng) - 100.0f;
-        b[1] = 600.0f * frcnn_rng_uniform(&rng) - 100.0f;
-        b[2] = b[0] + 20.0f + 480.0f * frcnn_rng_uniform(&rng); /* sizes within a factor 62.5 of the targets' */
-        b[3] = b[1] + 20.0f + 480.0f * frcnn_rng_uniform(&rng); /* so that decode's clamp does not apply */
-        t[0] = b[0] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
-        t[1] = b[1] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
-        t[2] = t[0] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
-        t[3] = t[1] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
-        for (int k = 0; k < 4; k++)
-            want[4 * i + k] = t[k];
-    }
+    random_box_pairs(boxes, targets, N, 77);
+    memcpy(want, targets, 4 * N * sizeof(float));
     const float *norms[][2] = {
         {NULL, NULL},
         {(const float[]){0, 0, 0, 0}, (const float[]){0.1f, 0.1f, 0.2f, 0.2f}},
@@ -524,19 +530,7 @@ static void test_encode_decode_continuous_round_trip(void **state)
     float *boxes = malloc(4 * N * sizeof(float)), *targets = malloc(4 * N * sizeof(float));
     float *deltas = malloc(4 * N * sizeof(float)), *incl = malloc(4 * N * sizeof(float));
     float *out = malloc(4 * N * sizeof(float));
-    frcnn_rng rng;
-    frcnn_rng_seed(&rng, 78);
-    for (size_t i = 0; i < N; i++) {
-        float *b = boxes + 4 * i, *t = targets + 4 * i;
-        b[0] = 1000.0f * frcnn_rng_uniform(&rng) - 100.0f;
-        b[1] = 600.0f * frcnn_rng_uniform(&rng) - 100.0f;
-        b[2] = b[0] + 20.0f + 480.0f * frcnn_rng_uniform(&rng);
-        b[3] = b[1] + 20.0f + 480.0f * frcnn_rng_uniform(&rng);
-        t[0] = b[0] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
-        t[1] = b[1] + 100.0f * (frcnn_rng_uniform(&rng) - 0.5f);
-        t[2] = t[0] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
-        t[3] = t[1] + 1.0f + 400.0f * frcnn_rng_uniform(&rng);
-    }
+    random_box_pairs(boxes, targets, N, 78);
     const float means[4] = {0.05f, -0.1f, 0.2f, -0.3f}, stds[4] = {0.1f, 0.1f, 0.2f, 0.2f};
     assert_int_equal(frcnn_box_encode_conv(ctx, FRCNN_BOXES_CONTINUOUS, boxes, targets, N, means, stds, deltas),
                      FRCNN_OK);

@@ -235,6 +235,24 @@ static size_t ref_proposals(const frcnn_proposal_params *p, const float *anchors
     return kept;
 }
 
+/* n random anchors (centres over 400 x 300 and beyond, sides 8..158), deltas in [-0.3, 0.3) and scores in steps of
+ * 0.05 (many ties), from seeds seed, seed + 1, seed + 2. */
+static void random_inputs(size_t n, uint64_t seed, float *anchors, float *deltas, float *scores)
+{
+    float *u = malloc(n * 4 * sizeof(float));
+    tu_fill_uniform(u, n * 4, seed, 0.0f, 1.0f);
+    for (size_t i = 0; i < n; i++) {
+        float cx = u[4 * i] * 400.0f - 50.0f, cy = u[4 * i + 1] * 300.0f - 50.0f;
+        float bw = 8.0f + u[4 * i + 2] * 150.0f, bh = 8.0f + u[4 * i + 3] * 150.0f;
+        set_box(anchors + 4 * i, cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2);
+    }
+    free(u);
+    tu_fill_uniform(deltas, n * 4, seed + 1, -0.3f, 0.3f);
+    tu_fill_uniform(scores, n, seed + 2, 0.0f, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        scores[i] = floorf(scores[i] * 20.0f) / 20.0f;
+}
+
 /* Random anchors, deltas and coarse scores (many ties) against the reference, under several parameter sets. */
 static void test_matches_reference(void **state)
 {
@@ -243,19 +261,10 @@ static void test_matches_reference(void **state)
     fixture f;
     fixture_init(&f, n);
     float *anchors = malloc(n * 4 * sizeof(float)), *deltas = malloc(n * 4 * sizeof(float));
-    float *scores = malloc(n * sizeof(float)), *u = malloc(n * 4 * sizeof(float));
+    float *scores = malloc(n * sizeof(float));
     float *rois = malloc(n * 4 * sizeof(float)), *roi_scores = malloc(n * sizeof(float));
     float *ref_rois = malloc(n * 4 * sizeof(float)), *ref_scores = malloc(n * sizeof(float));
-    tu_fill_uniform(u, n * 4, 31, 0.0f, 1.0f);
-    for (size_t i = 0; i < n; i++) {
-        float cx = u[4 * i] * 400.0f - 50.0f, cy = u[4 * i + 1] * 300.0f - 50.0f;
-        float bw = 8.0f + u[4 * i + 2] * 150.0f, bh = 8.0f + u[4 * i + 3] * 150.0f;
-        set_box(anchors + 4 * i, cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2);
-    }
-    tu_fill_uniform(deltas, n * 4, 32, -0.3f, 0.3f);
-    tu_fill_uniform(scores, n, 33, 0.0f, 1.0f);
-    for (size_t i = 0; i < n; i++)
-        scores[i] = floorf(scores[i] * 20.0f) / 20.0f;
+    random_inputs(n, 31, anchors, deltas, scores);
     const struct {
         int pre, post;
         float nms, min_size, scale;
@@ -279,7 +288,6 @@ static void test_matches_reference(void **state)
     free(anchors);
     free(deltas);
     free(scores);
-    free(u);
     free(rois);
     free(roi_scores);
     free(ref_rois);
@@ -494,20 +502,11 @@ static void test_continuous_matches_reference(void **state)
     fixture f;
     fixture_init(&f, n);
     float *anchors = malloc(n * 4 * sizeof(float)), *deltas = malloc(n * 4 * sizeof(float));
-    float *scores = malloc(n * sizeof(float)), *u = malloc(n * 4 * sizeof(float));
+    float *scores = malloc(n * sizeof(float));
     float *rois = malloc(n * 4 * sizeof(float)), *roi_scores = malloc(n * sizeof(float));
     float *ref_rois = malloc(n * 4 * sizeof(float)), *ref_scores = malloc(n * sizeof(float));
     float *incl_rois = malloc(n * 4 * sizeof(float)), *incl_scores = malloc(n * sizeof(float));
-    tu_fill_uniform(u, n * 4, 41, 0.0f, 1.0f);
-    for (size_t i = 0; i < n; i++) {
-        float cx = u[4 * i] * 400.0f - 50.0f, cy = u[4 * i + 1] * 300.0f - 50.0f;
-        float bw = 8.0f + u[4 * i + 2] * 150.0f, bh = 8.0f + u[4 * i + 3] * 150.0f;
-        set_box(anchors + 4 * i, cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2);
-    }
-    tu_fill_uniform(deltas, n * 4, 42, -0.3f, 0.3f);
-    tu_fill_uniform(scores, n, 43, 0.0f, 1.0f);
-    for (size_t i = 0; i < n; i++)
-        scores[i] = floorf(scores[i] * 20.0f) / 20.0f;
+    random_inputs(n, 41, anchors, deltas, scores);
     const struct {
         int pre, post;
         float nms, min_size, scale;
@@ -541,7 +540,6 @@ static void test_continuous_matches_reference(void **state)
     free(anchors);
     free(deltas);
     free(scores);
-    free(u);
     free(rois);
     free(roi_scores);
     free(ref_rois);
