@@ -3,8 +3,8 @@
 # that vary from run to run) and started again with the same command must end with the same checkpoint, byte for
 # byte, and the same per-iteration log as an uninterrupted run. Also: a finished run rerun says so, --no-resume
 # refuses to start over checkpoints, a missing checkpoint folder is refused, local checkpoints under Colab are
-# warned about, SIGTERM saves and exits 0, a corrupt image stops the run (or is skipped when asked), and eval_voc
-# and detect work on the result. Exit status 0 = passed.
+# warned about, SIGTERM saves and exits 0, a corrupt image stops the run (or is skipped when asked), --init-weights
+# starts from a file and resumes without it, and eval_voc and detect work on the result. Exit status 0 = passed.
 set -u
 BUILD=${BUILD:-build}
 train=$BUILD/examples/train_voc
@@ -86,6 +86,18 @@ grep -q "000001.jpg" "$tmp/bad.out" || fail "the corrupt image is not named"
 "$train" "$@" --voc-root "$tmp/bad" --ckpt-dir "$tmp/badckpt" --skip-bad-images >"$tmp/skip.out" 2>&1 ||
     fail "--skip-bad-images"
 grep -q "warning: skipping: .*000001.jpg" "$tmp/skip.out" || fail "--skip-bad-images did not warn"
+
+# --init-weights: a new run starts from a file's weights with the file's pixel normalisation, and once it has a
+# checkpoint it resumes even when the initial weights file is gone (a local disk wiped by Colab).
+mkdir "$tmp/init" && cp "$tmp/straight/frcnn-000000000016.ckpt" "$tmp/weights.ckpt"
+"$train" "$@" --ckpt-dir "$tmp/init" --iters 4 --save-every 2 --init-weights "$tmp/weights.ckpt" \
+    >"$tmp/init.out" 2>&1 || fail "--init-weights"
+grep -q "from $tmp/weights.ckpt: pixel means" "$tmp/init.out" || fail "--init-weights did not take the file's conventions"
+grep -q "initial weights: .* [1-9][0-9]* tensors loaded, 0 missing" "$tmp/init.out" || fail "--init-weights loaded nothing"
+rm "$tmp/weights.ckpt" "$tmp/init/frcnn-000000000004.ckpt"
+"$train" "$@" --ckpt-dir "$tmp/init" --iters 4 --save-every 2 --init-weights "$tmp/weights.ckpt" \
+    >"$tmp/init2.out" 2>&1 || fail "resume after the initial weights file was removed"
+grep -q "resumed from .*frcnn-000000000002.ckpt" "$tmp/init2.out" || fail "--init-weights run did not resume"
 
 # The trained checkpoint evaluates and draws.
 "$BUILD/examples/eval_voc" --voc-root "$tmp" --ckpt "$tmp/killed/$last" --split test --out "$tmp" --quiet \
