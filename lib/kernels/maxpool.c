@@ -254,23 +254,9 @@ static void forward_range(void *arg, size_t begin, size_t end)
             pool2x2_plane(j, xp, yp, ap);
             continue;
         }
-        for (int64_t ph = 0; ph < j->oh; ph++) {
-            int64_t hs = ph * p->stride_h - p->pad_h;
-            int64_t he = hs + p->kernel_h < j->h ? hs + p->kernel_h : j->h;
-            if (hs < 0)
-                hs = 0;
-            for (int64_t pw = 0; pw < j->ow; pw++) {
-                int64_t ws = pw * p->stride_w - p->pad_w;
-                int64_t we = ws + p->kernel_w < j->w ? ws + p->kernel_w : j->w;
-                if (ws < 0)
-                    ws = 0;
-                int64_t best_i;
-                size_t o = (size_t)(ph * j->ow + pw);
-                yp[o] = window_max(xp, j->w, hs, he, ws, we, &best_i);
-                if (ap)
-                    ap[o] = (int32_t)best_i;
-            }
-        }
+        for (int64_t ph = 0; ph < j->oh; ph++)
+            for (int64_t pw = 0; pw < j->ow; pw++)
+                pool_one(j, xp, yp, ap, ph, pw);
     }
 }
 
