@@ -52,6 +52,8 @@ typedef struct run {
     trainlog log;
     char log_path[4096];
     uint64_t ckpt_bytes;      /* size of a checkpoint, for the free-space checks */
+    bool resuming;            /* resume_from names the checkpoint to continue from (find_checkpoint) */
+    char resume_from[4096];
 } run;
 
 static int fail(run *r, const char *what)
@@ -134,13 +136,7 @@ static int open_dataset(run *r)
  * was made the same way, and the initial weights file may be gone by then. */
 static int take_conventions(run *r)
 {
-    char path[4096];
-    const char *from = r->opt.init_weights;
-    if (r->opt.resume_path)
-        from = r->opt.resume_path;
-    else if (!r->opt.no_resume &&
-             frcnn_ckpt_latest(r->ctx, r->opt.ckpt_dir, r->opt.prefix, path, sizeof path) == FRCNN_OK)
-        from = path;
+    const char *from = r->resuming ? r->resume_from : r->opt.init_weights;
     frcnn_config c;
     if (frcnn_ckpt_read_config(r->ctx, from, &c) != FRCNN_OK)
         return fail(r, "--init-weights");
@@ -214,31 +210,36 @@ static int remove_old_run(run *r)
     return 0;
 }
 
-/* Resumes from --resume or the newest checkpoint that verifies; starts fresh only when there is none. */
-static int resume_or_start(run *r)
+/* Which checkpoint the run continues from: --resume, or the newest that verifies (every checksum is read, so this is
+ * done once); none for a new run. --no-resume refuses existing checkpoints unless --overwrite deletes them. */
+static int find_checkpoint(run *r)
 {
-    char path[4096];
-    frcnn_status st;
-    if (r->opt.resume_path) {
-        snprintf(path, sizeof path, "%s", r->opt.resume_path);
-        st = FRCNN_OK;
-    } else {
-        st = frcnn_ckpt_latest(r->ctx, r->opt.ckpt_dir, r->opt.prefix, path, sizeof path);
-        if (st != FRCNN_OK && st != FRCNN_ERR_NOT_FOUND)
-            return fail(r, "checkpoints"); /* they exist but none verifies: never a silent fresh start */
-    }
-    if (st == FRCNN_OK && r->opt.no_resume) {
+    frcnn_status st = FRCNN_OK;
+    if (r->opt.resume_path)
+        snprintf(r->resume_from, sizeof r->resume_from, "%s", r->opt.resume_path);
+    else
+        st = frcnn_ckpt_latest(r->ctx, r->opt.ckpt_dir, r->opt.prefix, r->resume_from, sizeof r->resume_from);
+    if (st != FRCNN_OK && st != FRCNN_ERR_NOT_FOUND)
+        return fail(r, "checkpoints"); /* they exist but none verifies: never a silent fresh start */
+    r->resuming = st == FRCNN_OK;
+    if (r->resuming && r->opt.no_resume) {
         if (!r->opt.overwrite) {
             fprintf(stderr, "train_voc: --no-resume: %s holds checkpoints (newest %s). Run without --no-resume to "
                             "continue, choose another --ckpt-dir, or add --overwrite to delete them\n",
-                    r->opt.ckpt_dir, path);
+                    r->opt.ckpt_dir, r->resume_from);
             return 1;
         }
         if (remove_old_run(r))
             return 1;
-        st = FRCNN_ERR_NOT_FOUND;
+        r->resuming = false;
     }
-    if (st == FRCNN_ERR_NOT_FOUND) {
+    return 0;
+}
+
+/* Resumes from find_checkpoint's checkpoint, or starts a new run (from --init-weights when given). */
+static int resume_or_start(run *r)
+{
+    if (!r->resuming) {
         if (r->opt.init_weights) {
             frcnn_weights_report rep;
             if (frcnn_ckpt_load_weights(r->ctx, r->opt.init_weights, r->model, &rep) != FRCNN_OK)
@@ -250,6 +251,7 @@ static int resume_or_start(run *r)
         printf("starting a new run in %s\n", r->opt.ckpt_dir);
         return 0;
     }
+    const char *path = r->resume_from;
     frcnn_train_state s = state_of(r);
     if (frcnn_ckpt_load(r->ctx, path, &s, r->opt.force_schedule) != FRCNN_OK)
         return fail(r, "resume");
@@ -432,13 +434,11 @@ static int run_main(run *r)
     if (!storage_check_dir(r->opt.ckpt_dir))
         return 1;
     storage_warn_if_ephemeral(r->opt.ckpt_dir);
-    if (open_dataset(r) || create_objects(r))
-        return 1;
     if (r->opt.log_path)
         snprintf(r->log_path, sizeof r->log_path, "%s", r->opt.log_path);
     else
         snprintf(r->log_path, sizeof r->log_path, "%s/%s-log.jsonl", r->opt.ckpt_dir, r->opt.prefix);
-    if (resume_or_start(r))
+    if (find_checkpoint(r) || open_dataset(r) || create_objects(r) || resume_or_start(r))
         return 1;
     if (r->iteration >= r->total) {
         printf("training is already finished: iteration %" PRIu64 " of %" PRIu64 "; nothing to do\n", r->iteration,
