@@ -1691,22 +1691,36 @@ static void test_prepare_downscale(void **state)
  * frcnn_dataset_load_sample
  * ------------------------------------------------------------------------------------------------------------- */
 
+/* A tree "name" whose trainval split is one 20 x 15 PNG, <id>.png, with objects o[0 .. n); opened as a dataset.
+ * voc receives the VOC2007 folder. */
+static frcnn_dataset *one_image_dataset(env *e, const char *name, const char *id, const tobj *o, size_t n, char *voc,
+                                        size_t voc_cap)
+{
+    char root[512], file[64], list[64];
+    new_tree(name, root, sizeof root, voc, voc_cap);
+    snprintf(file, sizeof file, "%s.png", id);
+    snprintf(list, sizeof list, "%s\n", id);
+    char image[96];
+    snprintf(image, sizeof image, "JPEGImages/%s", file);
+    put_image(voc, image, 20, 15);
+    put_annotation(voc, id, file, 20, 15, o, n, NULL);
+    put_text(voc, "ImageSets/Main/trainval.txt", list);
+    frcnn_voc_params p = frcnn_voc_params_default();
+    p.root = root;
+    frcnn_dataset *ds = NULL;
+    assert_int_equal(frcnn_voc_open(e->ctx, &p, &ds), FRCNN_OK);
+    return ds;
+}
+
 static void test_load_sample(void **state)
 {
     (void)state;
     env e;
     env_open(&e);
-    char root[512], voc[512], path[1024];
-    new_tree("sample", root, sizeof root, voc, sizeof voc);
-    put_image(voc, "JPEGImages/a1.png", 20, 15);
+    char voc[512], path[1024];
     /* 0-based: dog (1, 2, 9, 11), difficult person (4, 4, 19, 14), cat (0, 0, 0, 0) (one pixel). */
     const tobj o[] = {{"dog", 2, 3, 10, 12, 0}, {"person", 5, 5, 20, 15, 1}, {"cat", 1, 1, 1, 1, 0}};
-    put_annotation(voc, "a1", "a1.png", 20, 15, o, 3, NULL);
-    put_text(voc, "ImageSets/Main/trainval.txt", "a1\n");
-    frcnn_voc_params p = frcnn_voc_params_default();
-    p.root = root;
-    frcnn_dataset *ds = NULL;
-    assert_int_equal(frcnn_voc_open(e.ctx, &p, &ds), FRCNN_OK);
+    frcnn_dataset *ds = one_image_dataset(&e, "sample", "a1", o, 3, voc, sizeof voc);
     /* short 30 over 15: scale 2, 40x30. */
     frcnn_config c = norm_config(30, 60);
     frcnn_image *img = NULL;
@@ -1784,17 +1798,10 @@ static void test_load_sample_continuous(void **state)
     (void)state;
     env e;
     env_open(&e);
-    char root[512], voc[512];
-    new_tree("sample_continuous", root, sizeof root, voc, sizeof voc);
-    put_image(voc, "JPEGImages/c1.png", 20, 15);
+    char voc[512];
     /* 0-based: dog (1, 2, 9, 11), person (4, 4, 19, 14) up to the last column and row, cat (0, 0, 0, 0). */
     const tobj o[] = {{"dog", 2, 3, 10, 12, 0}, {"person", 5, 5, 20, 15, 0}, {"cat", 1, 1, 1, 1, 0}};
-    put_annotation(voc, "c1", "c1.png", 20, 15, o, 3, NULL);
-    put_text(voc, "ImageSets/Main/trainval.txt", "c1\n");
-    frcnn_voc_params p = frcnn_voc_params_default();
-    p.root = root;
-    frcnn_dataset *ds = NULL;
-    assert_int_equal(frcnn_voc_open(e.ctx, &p, &ds), FRCNN_OK);
+    frcnn_dataset *ds = one_image_dataset(&e, "sample_continuous", "c1", o, 3, voc, sizeof voc);
     /* Scale 2: a 40 x 30 prepared image. */
     frcnn_config c = norm_config(30, 60);
     c.box_convention = FRCNN_BOXES_CONTINUOUS;
