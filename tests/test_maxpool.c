@@ -2,6 +2,8 @@
  * windows, a naive reference, gradient checks, accumulation, bad arguments and determinism. */
 #include "testutil.h"
 
+#include "../lib/kernels/maxpool_relu.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -551,6 +553,58 @@ static void test_deterministic(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* The backbone's fused ReLU + pool backward gives the bits of its three unfused steps (zero dx, scatter, ReLU
+ * gate in place), for 2x2 pools in both modes on odd sizes and for overlapping windows; with negative windows,
+ * NaN activations and NaN and -0 gradients; and overwrites whatever dx held. */
+static void test_relu_fused_backward(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    const frcnn_maxpool_params ps[4] = {params(2, 2, 0, true), params(2, 2, 0, false), params(3, 2, 1, true),
+                                        params(3, 1, 1, false)};
+    for (int pi = 0; pi < 4; pi++) {
+        const int64_t n = 2, c = 3, h = 13, w = 17;
+        int64_t yd[4];
+        assert_int_equal(frcnn_maxpool_output_shape(ctx, &ps[pi], (int64_t[4]){n, c, h, w}, yd), FRCNN_OK);
+        frcnn_tensor *x = tu_tensor(ctx, 4, n, c, h, w), *dx = tu_tensor(ctx, 4, n, c, h, w);
+        frcnn_tensor *fused = tu_tensor(ctx, 4, n, c, h, w);
+        frcnn_tensor *y = tu_tensor(ctx, 4, yd[0], yd[1], yd[2], yd[3]), *dy = tu_tensor(ctx, 4, yd[0], yd[1], yd[2], yd[3]);
+        size_t nx = frcnn_tensor_numel(x), ny = frcnn_tensor_numel(y);
+        float *xd = frcnn_tensor_data(x), *dyd = frcnn_tensor_data(dy);
+        tu_fill_uniform(xd, nx, 11 + (uint64_t)pi, -1.0f, 0.6f); /* some windows wholly negative */
+        xd[5] = NAN;
+        xd[nx / 2] = NAN;
+        tu_fill_uniform(dyd, ny, 12 + (uint64_t)pi, -1.0f, 1.0f);
+        dyd[1] = NAN;
+        dyd[2] = -0.0f;
+        tu_fill_uniform(frcnn_tensor_data(fused), nx, 13, 5.0f, 6.0f); /* garbage to be overwritten */
+        int32_t *a = test_malloc(ny * sizeof(int32_t));
+
+        assert_int_equal(frcnn_relu_forward(ctx, x, x), FRCNN_OK);
+        assert_int_equal(frcnn_maxpool_forward(ctx, &ps[pi], x, y, a), FRCNN_OK);
+        frcnn_tensor_zero(dx);
+        assert_int_equal(frcnn_maxpool_backward(ctx, &ps[pi], dy, a, dx), FRCNN_OK);
+        assert_int_equal(frcnn_relu_backward(ctx, x, dx, dx), FRCNN_OK);
+        assert_int_equal(frcnn__maxpool_relu_backward(ctx, &ps[pi], y, dy, a, fused), FRCNN_OK);
+        assert_memory_equal(frcnn_tensor_data(dx), frcnn_tensor_data(fused), nx * sizeof(float));
+
+        a[3] = (int32_t)(h * w); /* a bad index is refused before dx is touched */
+        float before = frcnn_tensor_data(fused)[0];
+        tu_expect_error_msg(ctx, frcnn__maxpool_relu_backward(ctx, &ps[pi], y, dy, a, fused), FRCNN_ERR_INVALID_ARG,
+                            "argmax[3]");
+        assert_true(frcnn_tensor_data(fused)[0] == before || isnan(before));
+        tu_expect_error_msg(ctx, frcnn__maxpool_relu_backward(ctx, &ps[pi], dy, y, NULL, fused),
+                            FRCNN_ERR_INVALID_ARG, "argmax is NULL");
+        test_free(a);
+        frcnn_tensor_free(x);
+        frcnn_tensor_free(dx);
+        frcnn_tensor_free(fused);
+        frcnn_tensor_free(y);
+        frcnn_tensor_free(dy);
+    }
+    frcnn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -563,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_relu_fused_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* The backbone's forward and backward passes: 3x3 convolutions, GroupNorm when configured, ReLU and 2x2
  * max-pools (Caffe's ceil mode, or floor as torchvision), over the planned buffers; backward stops at the first
- * trainable layer. */
+ * trainable layer. Backward takes a ReLU and the pool after it in one pass. */
 #include "model_internal.h"
+
+#include "../kernels/maxpool_relu.h"
 
 static const frcnn_conv2d_params conv3x3 = {1, 1, 1, 1};
 
@@ -67,16 +69,14 @@ frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
             frcnn__view d_pooled;
             frcnn__view_set(&d_pooled, grad, 4, 1, pooled->dims[1], pooled->dims[2], pooled->dims[3]);
             frcnn__view_set(&d_out, spare, 4, 1, out->dims[1], out->dims[2], out->dims[3]);
-            frcnn_tensor_zero(&d_out);
-            st = frcnn_maxpool_backward(ctx, &pool, &d_pooled, m->a.pool_argmax[i], &d_out);
+            st = frcnn__maxpool_relu_backward(ctx, &pool, pooled, &d_pooled, m->a.pool_argmax[i], &d_out);
             float *t = grad;
             grad = spare;
             spare = t;
         } else {
             frcnn__view_set(&d_out, grad, 4, 1, out->dims[1], out->dims[2], out->dims[3]);
-        }
-        if (st == FRCNN_OK)
             st = frcnn_relu_backward(ctx, out, &d_out, &d_out); /* in place: gates d_out */
+        }
         if (st == FRCNN_OK && l->norm >= 0) { /* d_out becomes the convolution output's gradient, in spare */
             frcnn__view d_conv;
             frcnn__view_set(&d_conv, spare, 4, 1, out->dims[1], out->dims[2], out->dims[3]);
