@@ -10,11 +10,13 @@
 #include <strings.h>
 
 static const char *usage =
-    "usage: detect --ckpt FILE [--out DIR] [--threshold T] [--threads N] [--quiet] IMAGE...\n"
+    "usage: detect --ckpt FILE [--out DIR] [--threshold T] [--threads N] [--short-side N] [--max-side N]\n"
+    "              [--quiet] IMAGE...\n"
     "  --ckpt FILE      a checkpoint saved by training (weights, configuration, class names)\n"
     "  --out DIR        where to write NAME.det.jpg / NAME.det.png (default: the current folder)\n"
     "  --threshold T    the lowest score printed and drawn (default 0.5; the model keeps >= its configured 0.05)\n"
     "  --threads N      threads (default: one per core)\n"
+    "  --short-side N --max-side N   test scale (default: the checkpoint's training scale)\n"
     "  --quiet          no progress on stderr, only the detections on stdout and errors\n"
     "Prints IMAGE<TAB>class<TAB>score<TAB>x1 y1 x2 y2 per detection (original-image pixels). Exits 1 if any image\n"
     "failed, 2 on a usage error.\n";
@@ -87,7 +89,7 @@ int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *out_dir = ".";
     float threshold = 0.5f;
-    int threads = 0, first_image = argc;
+    int threads = 0, first_image = argc, short_side = 0, max_side = 0;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -109,6 +111,11 @@ int main(int argc, char **argv)
             threads = (int)strtol(argv[++i], &end, 10);
             if (*end || threads < 0)
                 return fprintf(stderr, "detect: --threads wants a count >= 0\n"), 2;
+        } else if (i + 1 < argc && (strcmp(a, "--short-side") == 0 || strcmp(a, "--max-side") == 0)) {
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 16 || n > 100000)
+                return fprintf(stderr, "detect: %s wants a size in pixels >= 16\n", a), 2;
+            *(a[2] == 's' ? &short_side : &max_side) = (int)n;
         } else if (a[0] == '-' && a[1] == '-') {
             return fprintf(stderr, "detect: unknown or incomplete option %s\n%s", a, usage), 2;
         } else {
@@ -132,6 +139,10 @@ int main(int argc, char **argv)
     frcnn_model *model = NULL;
     if ((st = frcnn_ckpt_read_config(ctx, ckpt, &config)) != FRCNN_OK)
         die(st, "reading the configuration");
+    if (short_side > 0)
+        config.short_side = short_side;
+    if (max_side > 0)
+        config.max_side = max_side;
     if ((st = frcnn_model_create(ctx, &config, 0, &model)) != FRCNN_OK)
         die(st, "creating the model");
     frcnn_weights_report report;

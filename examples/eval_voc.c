@@ -25,6 +25,7 @@ static const char *usage =
     "  --out DIR        where comp4_det_<split>_<class>.txt go (default: the current folder)\n"
     "  --threads N      threads (default 0: one per core)\n"
     "  --limit N        evaluate only the first N images of the split\n"
+    "  --short-side N --max-side N   test scale (default: the checkpoint's training scale)\n"
     "  --quiet          no progress on stderr\n"
     "Exits 0 on success, 1 on an error, 2 on a usage error.\n";
 
@@ -32,6 +33,7 @@ typedef struct options {
     const char *voc_root, *ckpt, *year, *split, *classes, *out;
     int threads;
     long limit; /* 0: all */
+    int short_side, max_side; /* 0: the checkpoint's */
     bool quiet;
 } options;
 
@@ -75,7 +77,7 @@ static long count_arg(const char *name, const char *v, long min)
 /* The options, or exit: 0 after --help, 2 on a usage error. */
 static options parse_args(int argc, char **argv)
 {
-    options o = {NULL, NULL, "2007", "test", NULL, ".", 0, 0, false};
+    options o = {NULL, NULL, "2007", "test", NULL, ".", 0, 0, 0, 0, false};
     const char *flags[] = {"--voc-root", "--ckpt", "--year", "--split", "--classes", "--out"};
     const char **slots[] = {&o.voc_root, &o.ckpt, &o.year, &o.split, &o.classes, &o.out};
     for (int i = 1; i < argc; i++) {
@@ -92,6 +94,10 @@ static options parse_args(int argc, char **argv)
             o.threads = (int)count_arg(a, v, 0), i++;
         } else if (strcmp(a, "--limit") == 0) {
             o.limit = count_arg(a, v, 1), i++;
+        } else if (strcmp(a, "--short-side") == 0) {
+            o.short_side = (int)count_arg(a, v, 16), i++;
+        } else if (strcmp(a, "--max-side") == 0) {
+            o.max_side = (int)count_arg(a, v, 16), i++;
         } else if (slot && v) {
             *slot = v, i++;
         } else {
@@ -106,12 +112,17 @@ static options parse_args(int argc, char **argv)
     return o;
 }
 
-/* The model the checkpoint describes, with all of its weights. */
-static frcnn_model *load_model(const char *ckpt, frcnn_config *config)
+/* The model the checkpoint describes, with all of its weights, at the test scale of the options. */
+static frcnn_model *load_model(const options *o, frcnn_config *config)
 {
+    const char *ckpt = o->ckpt;
     frcnn_model *model = NULL;
     frcnn_weights_report report;
     check(frcnn_ckpt_read_config(ctx, ckpt, config), "reading the configuration");
+    if (o->short_side > 0)
+        config->short_side = o->short_side;
+    if (o->max_side > 0)
+        config->max_side = o->max_side;
     check(frcnn_model_create(ctx, config, 0, &model), "creating the model");
     check(frcnn_ckpt_load_weights(ctx, ckpt, model, &report), "loading the weights");
     if (report.missing > 0 || report.mismatched > 0) {
@@ -279,7 +290,7 @@ int main(int argc, char **argv)
     if (access(o.out, W_OK | X_OK) != 0) /* found now, not after the whole run */
         fail(o.out, strerror(errno));
     frcnn_config config;
-    frcnn_model *model = load_model(o.ckpt, &config);
+    frcnn_model *model = load_model(&o, &config);
     class_list classes = read_class_names(&o, config.num_classes);
     frcnn_dataset *dataset = open_dataset(&o, classes.names, config.num_classes);
     const char *const *names = classes.names ? classes.names : frcnn_dataset_class_names(dataset);
@@ -287,8 +298,9 @@ int main(int argc, char **argv)
     if (o.limit > 0 && (size_t)o.limit < n)
         n = (size_t)o.limit;
     if (!o.quiet)
-        fprintf(stderr, "eval_voc: %s (%s backbone, %d classes) on %zu images of %s/%s\n", o.ckpt,
-                frcnn_backbone_name(config.backbone), config.num_classes - 1, n, o.voc_root, o.split);
+        fprintf(stderr, "eval_voc: %s (%s backbone, %d classes) on %zu images of %s/%s at scale %d/%d\n", o.ckpt,
+                frcnn_backbone_name(config.backbone), config.num_classes - 1, n, o.voc_root, o.split,
+                config.short_side, config.max_side);
 
     frcnn_voc_eval *eval = NULL;
     const char **ids = xmalloc(n * sizeof *ids);

@@ -104,8 +104,14 @@ grep -q "resumed from .*frcnn-000000000002.ckpt" "$tmp/init2.out" || fail "--ini
     >"$tmp/eval.out" 2>&1 || fail "eval_voc"
 grep -q "^mAP07 [0-9.]* mAP10 [0-9.]*$" "$tmp/eval.out" || fail "eval_voc output"
 [ "$(ls "$tmp"/comp4_det_test_*.txt | wc -l)" -eq 6 ] || fail "eval_voc result files"
+"$BUILD/examples/eval_voc" --voc-root "$tmp" --ckpt "$tmp/killed/$last" --split test --out "$tmp" --limit 2 \
+    --short-side 144 --max-side 192 >"$tmp/eval144.out" 2>&1 || fail "eval_voc at another test scale"
+grep -q "at scale 144/192" "$tmp/eval144.out" || fail "eval_voc ignored --short-side/--max-side"
+grep -q "^mAP07 [0-9.]* mAP10 [0-9.]*$" "$tmp/eval144.out" || fail "eval_voc output at another test scale"
 "$BUILD/examples/detect" --ckpt "$tmp/killed/$last" --out "$tmp" --threshold 0 --quiet \
     "$tmp/VOC2007/JPEGImages/000013.jpg" >"$tmp/detect.out" 2>&1 || fail "detect"
 [ -s "$tmp/000013.det.jpg" ] || fail "detect wrote no picture"
+"$BUILD/examples/detect" --ckpt "$tmp/killed/$last" --out "$tmp" --threshold 0 --quiet --short-side 144 \
+    --max-side 192 "$tmp/VOC2007/JPEGImages/000013.jpg" >"$tmp/detect144.out" 2>&1 || fail "detect at another scale"
 
 echo "e2e_train_voc: passed (2 SIGKILLs, 4 checkpoints and the log identical to an uninterrupted run)"
