@@ -352,13 +352,21 @@ frcnn_status frcnn_maxpool_forward(frcnn_ctx *ctx, const frcnn_maxpool_params *p
     return FRCNN_OK;
 }
 
-/* The checks both backward passes make before touching dx: parameters, shapes, and every argmax entry in
- * [0, h*w). */
+/* The checks both backward passes make before touching dx: parameters, dy, argmax, and when dx is given its shape
+ * and every argmax entry in [0, h*w). `op` starts the messages. */
 static frcnn_status check_backward(frcnn_ctx *ctx, const frcnn_maxpool_params *p, const char *op,
                                    const frcnn_tensor *dy, const int32_t *argmax, const frcnn_tensor *dx)
 {
-    frcnn_status st = check_shapes(ctx, p, op, dx, "dx", dy, "dy");
-    if (st != FRCNN_OK)
+    char name[64];
+    snprintf(name, sizeof name, "%s: dy", op);
+    frcnn_status st = check_params(ctx, p);
+    if (st == FRCNN_OK)
+        st = frcnn__check_tensor(ctx, dy, name, 4);
+    if (st == FRCNN_OK && !argmax)
+        st = frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: argmax is NULL", op);
+    if (st == FRCNN_OK && dx)
+        st = check_shapes(ctx, p, op, dx, "dx", dy, "dy");
+    if (st != FRCNN_OK || !dx)
         return st;
     const int64_t plane = dx->dims[2] * dx->dims[3];
     for (size_t i = 0; i < dy->numel; i++) {
@@ -369,8 +377,9 @@ static frcnn_status check_backward(frcnn_ctx *ctx, const frcnn_maxpool_params *p
     return FRCNN_OK;
 }
 
-static pool_job backward_job(const frcnn_maxpool_params *p, const frcnn_tensor *dy, const int32_t *argmax,
-                             frcnn_tensor *dx)
+/* Runs a backward range function over the planes of dx; y is the fused pass's gate, NULL for the plain one. */
+static void run_backward(frcnn_ctx *ctx, const frcnn_maxpool_params *p, const frcnn_tensor *y,
+                         const frcnn_tensor *dy, const int32_t *argmax, frcnn_tensor *dx, frcnn__range_fn fn)
 {
     pool_job job = {0};
     job.p = p;
@@ -380,8 +389,10 @@ static pool_job backward_job(const frcnn_maxpool_params *p, const frcnn_tensor *
     job.ow = dy->dims[3];
     job.dy = dy->data;
     job.argmax_in = argmax;
+    job.y_in = y ? y->data : NULL;
     job.dx = dx->data;
-    return job;
+    size_t planes = (size_t)dx->dims[0] * (size_t)dx->dims[1];
+    frcnn__parallel_for(ctx, planes, min_planes_per_thread(p, job.oh, job.ow), fn, &job);
 }
 
 /* dy (n, c, oh, ow) and argmax (n*c*oh*ow int32, from forward) required; dx (n, c, h, w) accumulated (+=), or
@@ -391,41 +402,24 @@ frcnn_status frcnn_maxpool_backward(frcnn_ctx *ctx, const frcnn_maxpool_params *
 {
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
-    frcnn_status st = check_params(ctx, p);
-    if (st == FRCNN_OK)
-        st = frcnn__check_tensor(ctx, dy, "maxpool backward: dy", 4);
-    if (st == FRCNN_OK && !argmax)
-        st = frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "maxpool backward: argmax is NULL");
-    if (st != FRCNN_OK || !dx)
-        return st;
-    st = check_backward(ctx, p, "maxpool backward", dy, argmax, dx);
-    if (st != FRCNN_OK)
-        return st;
-    pool_job job = backward_job(p, dy, argmax, dx);
-    size_t planes = (size_t)dx->dims[0] * (size_t)dx->dims[1];
-    frcnn__parallel_for(ctx, planes, min_planes_per_thread(p, job.oh, job.ow), backward_range, &job);
-    return FRCNN_OK;
+    frcnn_status st = check_backward(ctx, p, "maxpool backward", dy, argmax, dx);
+    if (st == FRCNN_OK && dx)
+        run_backward(ctx, p, NULL, dy, argmax, dx, backward_range);
+    return st;
 }
 
 frcnn_status frcnn__maxpool_relu_backward(frcnn_ctx *ctx, const frcnn_maxpool_params *p, const frcnn_tensor *y,
                                           const frcnn_tensor *dy, const int32_t *argmax, frcnn_tensor *dx)
 {
-    frcnn_status st = check_params(ctx, p);
-    if (st == FRCNN_OK)
-        st = frcnn__check_tensor(ctx, dy, "maxpool+relu backward: dy", 4);
+    const char *op = "maxpool+relu backward";
+    frcnn_status st = check_backward(ctx, p, op, dy, argmax, dx);
+    if (st == FRCNN_OK && !dx)
+        st = frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: dx is NULL", op);
     if (st == FRCNN_OK)
         st = frcnn__check_tensor(ctx, y, "maxpool+relu backward: y", 4);
     if (st == FRCNN_OK)
         st = frcnn__check_same_shape(ctx, y, "maxpool+relu backward: y", dy, "dy");
-    if (st == FRCNN_OK && !argmax)
-        st = frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "maxpool+relu backward: argmax is NULL");
     if (st == FRCNN_OK)
-        st = check_backward(ctx, p, "maxpool+relu backward", dy, argmax, dx);
-    if (st != FRCNN_OK)
-        return st;
-    pool_job job = backward_job(p, dy, argmax, dx);
-    job.y_in = y->data;
-    size_t planes = (size_t)dx->dims[0] * (size_t)dx->dims[1];
-    frcnn__parallel_for(ctx, planes, min_planes_per_thread(p, job.oh, job.ow), relu_backward_range, &job);
-    return FRCNN_OK;
+        run_backward(ctx, p, y, dy, argmax, dx, relu_backward_range);
+    return st;
 }
