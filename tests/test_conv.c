@@ -115,7 +115,12 @@ static const conv_case shapes[] = {
     {1, 4, 7, 7, 3, 1, 1, 2, 2, 0, 0},     /* 1x1 with stride: im2col path */
     {1, 2, 8, 6, 3, 5, 3, 2, 1, 2, 0},     /* rectangular kernel, mixed stride and padding */
     {1, 3, 4, 4, 2, 3, 3, 1, 1, 3, 3},     /* padding larger than the input margin */
-    {1, 64, 70, 70, 8, 3, 3, 1, 1, 1, 1},  /* several im2col blocks splitting output rows */
+    {1, 64, 70, 70, 8, 3, 3, 1, 1, 1, 1},  /* row-folded (c*kw >= 48, stride_h 1), two blocks of output rows */
+    {2, 16, 9, 11, 5, 3, 3, 1, 2, 1, 1},   /* row-folded with horizontal stride 2 */
+    {1, 20, 13, 10, 4, 5, 3, 1, 1, 2, 0},  /* row-folded, 5x3 kernel, padding only vertically */
+    {1, 24, 8, 9, 3, 2, 3, 1, 1, 0, 1},    /* row-folded, even kernel height */
+    {1, 24, 4, 4, 3, 3, 3, 1, 1, 3, 3},    /* row-folded, padding larger than the input margin */
+    {1, 16, 9, 7, 3, 3, 3, 2, 1, 1, 1},    /* vertical stride 2: im2col path despite 48 columns per row */
 };
 
 static void test_matches_naive(void **state)
@@ -164,6 +169,7 @@ static void test_gradients(void **state)
         {2, 2, 5, 6, 3, 3, 3, 2, 2, 1, 1},
         {1, 3, 4, 5, 2, 1, 1, 1, 1, 0, 0},
         {1, 2, 7, 5, 2, 3, 2, 1, 2, 0, 1},
+        {1, 16, 4, 5, 2, 3, 3, 1, 1, 1, 1}, /* row-folded */
     };
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         conv_fixture f;

@@ -402,7 +402,9 @@ static void train(frcnn_ctx *ctx, frcnn_model *m, scene *scenes, size_t n_scenes
         if (st != FRCNN_OK)
             print_error("step %d: %s\n", it, frcnn_ctx_last_error(ctx));
         assert_int_equal(st, FRCNN_OK);
-        float lr = it < 20 ? 0.002f : 0.01f;
+        /* warm-up, then a final tenth of the rate for the last 40 steps so that the weights settle instead of
+         * being judged at whatever point of the oscillation the last step happens to leave them */
+        float lr = it < 20 ? 0.002f : it < steps - 40 ? 0.01f : 0.001f;
         sgd_step(m, vel, lr);
         if (getenv("FRCNN_TEST_VERBOSE") && it % 20 == 0)
             print_message("step %3d  rpn_cls %.4f rpn_box %.4f cls %.4f box %.4f  fg %d/%d\n", it, (double)l.rpn_cls,

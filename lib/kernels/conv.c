@@ -1,5 +1,11 @@
 /* 2-D convolution forward and backward as im2col + sgemm over blocks of output columns, with a direct sgemm
- * for 1x1 / stride 1 / no padding. Weights (m, c, kh, kw) are read as an (m, k = c*kh*kw) row-major matrix. */
+ * for 1x1 / stride 1 / no padding. Weights (m, c, kh, kw) are read as an (m, k = c*kh*kw) row-major matrix.
+ *
+ * With vertical stride 1 the im2col rows of kernel row ki+1 are those of kernel row ki shifted by one output
+ * row (ow columns). The "row-folded" path therefore gathers only the c*kw rows of kernel row 0, over kh-1 extra
+ * output rows, and runs kh sgemms on views of that block offset by ki*ow columns, each with the weights of one
+ * kernel row (repacked into the workspace). That writes kh times less im2col for the same arithmetic: im2col was
+ * a quarter of a 3x3 layer's time when the layer has few output channels. */
 #include "gemm.h"
 #include "im2col.h"
 
@@ -13,6 +19,15 @@
 #define CONV_BLOCK_BYTES ((size_t)8 << 20)
 #define CONV_MIN_BLOCK_COLS 256
 
+/* The row-folded path's blocks span whole output rows, at least this many columns: OpenBLAS needs a wide B to
+ * amortise each call once the inner dimension is split into several calls (512-channel layers). A block's
+ * im2col is capped in bytes so that very wide inputs still get a bounded workspace. */
+#define FOLD_BLOCK_COLS 2560
+#define FOLD_MAX_BLOCK_BYTES ((size_t)32 << 20)
+/* Below this inner size per kernel row (c*kw; 9 for an RGB 3x3 layer) the kh thin sgemms cost more than the
+ * im2col they save. */
+#define FOLD_MIN_K 48
+
 frcnn_conv2d_params frcnn_conv2d_params_default(void)
 {
     frcnn_conv2d_params p = {1, 1, 0, 0};
@@ -22,6 +37,33 @@ frcnn_conv2d_params frcnn_conv2d_params_default(void)
 static bool is_direct(const frcnn__conv_geom *g)
 {
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+static bool is_folded(const frcnn__conv_geom *g)
+{
+    return !is_direct(g) && g->sh == 1 && g->kh > 1 && (size_t)g->c * (size_t)g->kw >= FOLD_MIN_K &&
+           ((size_t)g->oh + (size_t)g->kh) * (size_t)g->ow <= INT32_MAX;
+}
+
+/* Output rows per row-folded block. */
+static size_t fold_rows(const frcnn__conv_geom *g)
+{
+    size_t row_bytes = (size_t)g->c * (size_t)g->kw * (size_t)g->ow * sizeof(float);
+    size_t rows = (FOLD_BLOCK_COLS + (size_t)g->ow - 1) / (size_t)g->ow;
+    size_t cap = FOLD_MAX_BLOCK_BYTES / row_bytes; /* gathered rows, including the kh - 1 extra */
+    if (rows + (size_t)g->kh - 1 > cap)
+        rows = cap > (size_t)g->kh ? cap - ((size_t)g->kh - 1) : 1;
+    return rows < (size_t)g->oh ? rows : (size_t)g->oh;
+}
+
+/* The geometry whose im2col is a row-folded block: one kernel row, and kh - 1 more output rows, so that output
+ * row oy of the block (block-local) and kernel row ki read gathered row oy + ki. */
+static frcnn__conv_geom fold_geometry(const frcnn__conv_geom *g)
+{
+    frcnn__conv_geom f = *g;
+    f.kh = 1;
+    f.oh = g->oh + g->kh - 1;
+    return f;
 }
 
 static size_t block_cols(const frcnn__conv_geom *g)
@@ -65,8 +107,9 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     y[2] = span_h / p->stride_h + 1;
     y[3] = span_w / p->stride_w + 1;
     int64_t k = w[1] * w[2] * w[3], n = y[2] * y[3];
-    if (k > INT32_MAX || n > INT32_MAX || x[2] * x[3] > INT32_MAX)
-        return frcnn__error(ctx, FRCNN_ERR_OVERFLOW, "conv2d: GEMM size (k %lld, n %lld) exceeds BLAS int range",
+    if (w[0] > INT32_MAX || k > INT32_MAX || n > INT32_MAX || x[2] * x[3] > INT32_MAX)
+        return frcnn__error(ctx, FRCNN_ERR_OVERFLOW,
+                            "conv2d: GEMM size (m %lld, k %lld, n %lld) exceeds BLAS int range", (long long)w[0],
                             (long long)k, (long long)n);
     st = frcnn__check_dims(ctx, 4, y, "conv2d: y", NULL);
     if (st != FRCNN_OK)
@@ -85,11 +128,42 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     return FRCNN_OK;
 }
 
-static size_t workspace_bytes(const frcnn__conv_geom *g)
+/* Row-folded: the weights and the weight gradient repacked per kernel row, then the gathered block. Otherwise
+ * one im2col block. */
+static size_t workspace_bytes(const frcnn__conv_geom *g, int m)
 {
+    size_t k = (size_t)g->c * (size_t)g->kh * (size_t)g->kw;
     if (is_direct(g))
         return 0;
-    return (size_t)g->c * (size_t)g->kh * (size_t)g->kw * block_cols(g) * sizeof(float);
+    if (is_folded(g))
+        return (2 * (size_t)m * k + (size_t)g->c * (size_t)g->kw * (fold_rows(g) + (size_t)g->kh - 1) * (size_t)g->ow) *
+               sizeof(float);
+    return k * block_cols(g) * sizeof(float);
+}
+
+/* wf holds kh matrices (m, c*kw), one per kernel row ki: wf[ki][i][ch*kw + kj] = w[i][ch][ki][kj]. */
+static void fold_weights(const frcnn__conv_geom *g, int m, const float *w, float *wf)
+{
+    size_t kw = (size_t)g->kw;
+    for (int ki = 0; ki < g->kh; ki++)
+        for (size_t i = 0; i < (size_t)m; i++)
+            for (size_t ch = 0; ch < (size_t)g->c; ch++)
+                memcpy(wf + (((size_t)ki * (size_t)m + i) * (size_t)g->c + ch) * kw,
+                       w + ((i * (size_t)g->c + ch) * (size_t)g->kh + (size_t)ki) * kw, kw * sizeof(float));
+}
+
+/* The adjoint of fold_weights, accumulating: dw += unfold(dwf). */
+static void unfold_add(const frcnn__conv_geom *g, int m, const float *dwf, float *dw)
+{
+    size_t kw = (size_t)g->kw;
+    for (int ki = 0; ki < g->kh; ki++)
+        for (size_t i = 0; i < (size_t)m; i++)
+            for (size_t ch = 0; ch < (size_t)g->c; ch++) {
+                const float *src = dwf + (((size_t)ki * (size_t)m + i) * (size_t)g->c + ch) * kw;
+                float *dst = dw + ((i * (size_t)g->c + ch) * (size_t)g->kh + (size_t)ki) * kw;
+                for (size_t kj = 0; kj < kw; kj++)
+                    dst[kj] += src[kj];
+            }
 }
 
 frcnn_status frcnn_conv2d_output_shape(frcnn_ctx *ctx, const frcnn_conv2d_params *p, const int64_t x_dims[4],
@@ -114,7 +188,7 @@ frcnn_status frcnn_conv2d_workspace_bytes(frcnn_ctx *ctx, const frcnn_conv2d_par
     int64_t y[4];
     frcnn_status st = conv_geometry(ctx, p, x_dims, w_dims, &g, y);
     if (st == FRCNN_OK)
-        *bytes = workspace_bytes(&g);
+        *bytes = workspace_bytes(&g, (int)w_dims[0]);
     return st;
 }
 
@@ -155,11 +229,63 @@ static frcnn_status conv_setup(frcnn_ctx *ctx, const frcnn_conv2d_params *p, con
         st = expect_dims(ctx, y, y_name, y_dims, 4);
     if (st != FRCNN_OK)
         return st;
-    size_t need = workspace_bytes(g);
+    size_t need = workspace_bytes(g, (int)w->dims[0]);
     if (need > 0 && (!ws || ws_bytes < need))
         return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "conv2d: workspace of %zu bytes given, %zu needed",
                             ws ? ws_bytes : 0, need);
     return FRCNN_OK;
+}
+
+/* y[:, j0 .. j0 + cols) = b, so that the sgemm adds onto it (beta 1) and returns the final block: OpenBLAS
+ * clears C in a pass of its own for beta 0, so adding the bias afterwards would be a third pass over the output,
+ * as long as an im2col when the layer has few input channels. Returns the beta for the block's first sgemm. */
+static float fill_bias(const float *b, int m, size_t n, size_t j0, size_t cols, float *y)
+{
+    if (!b)
+        return 0.0f;
+    for (int i = 0; i < m; i++) {
+        float bi = b[i], *row = y + (size_t)i * n + j0;
+        for (size_t j = 0; j < cols; j++)
+            row[j] = bi;
+    }
+    return 1.0f;
+}
+
+/* One image by im2col blocks of columns (or directly for 1x1). */
+static void forward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *w,
+                           const float *b, float *y, float *col)
+{
+    int k = g->c * g->kh * g->kw, n = g->oh * g->ow;
+    bool direct = is_direct(g);
+    size_t step = direct ? (size_t)n : block_cols(g);
+    for (size_t j0 = 0; j0 < (size_t)n; j0 += step) {
+        size_t cols = (size_t)n - j0 < step ? (size_t)n - j0 : step;
+        if (!direct)
+            frcnn__im2col(ctx, g, x, j0, cols, col);
+        float beta = fill_bias(b, m, (size_t)n, j0, cols, y);
+        frcnn__sgemm(false, false, m, (int)cols, k, 1.0f, w, k, direct ? x : col, direct ? n : (int)cols, beta,
+                     y + j0, n);
+    }
+}
+
+/* One image by row-folded blocks; ws starts with the folded weights. */
+static void forward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *b,
+                           float *y, float *ws)
+{
+    frcnn__conv_geom f = fold_geometry(g);
+    int kf = g->c * g->kw, n = g->oh * g->ow;
+    const float *wf = ws;
+    float *col = ws + 2 * (size_t)m * (size_t)kf * (size_t)g->kh;
+    size_t rows = fold_rows(g), ow = (size_t)g->ow;
+    for (size_t oy0 = 0; oy0 < (size_t)g->oh; oy0 += rows) {
+        size_t nr = (size_t)g->oh - oy0 < rows ? (size_t)g->oh - oy0 : rows;
+        size_t cols = nr * ow, span = (nr + (size_t)g->kh - 1) * ow;
+        frcnn__im2col(ctx, &f, x, oy0 * ow, span, col);
+        float beta = fill_bias(b, m, (size_t)n, oy0 * ow, cols, y);
+        for (int ki = 0; ki < g->kh; ki++)
+            frcnn__sgemm(false, false, m, (int)cols, kf, 1.0f, wf + (size_t)ki * (size_t)m * (size_t)kf, kf,
+                         col + (size_t)ki * ow, (int)span, ki ? 1.0f : beta, y + oy0 * ow, n);
+    }
 }
 
 frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, const frcnn_tensor *x,
@@ -175,33 +301,88 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     if (st != FRCNN_OK)
         return st;
 
-    int m = (int)w->dims[0], k = g.c * g.kh * g.kw, n = g.oh * g.ow;
-    size_t x_img = (size_t)g.c * (size_t)g.h * (size_t)g.w, y_img = (size_t)m * (size_t)n;
-    size_t nb = block_cols(&g);
-    bool direct = is_direct(&g);
-    size_t step = direct ? (size_t)n : nb;
+    int m = (int)w->dims[0];
+    size_t x_img = (size_t)g.c * (size_t)g.h * (size_t)g.w, y_img = (size_t)m * (size_t)g.oh * (size_t)g.ow;
+    bool folded = is_folded(&g);
+    if (folded)
+        fold_weights(&g, m, w->data, workspace);
     for (int64_t img = 0; img < x->dims[0]; img++) {
         const float *xi = x->data + (size_t)img * x_img;
         float *yi = y->data + (size_t)img * y_img;
-        for (size_t j0 = 0; j0 < (size_t)n; j0 += step) {
-            size_t cols = (size_t)n - j0 < step ? (size_t)n - j0 : step;
-            const float *bmat = xi;
-            if (!direct) {
-                frcnn__im2col(ctx, &g, xi, j0, cols, workspace);
-                bmat = workspace;
-            }
-            frcnn__sgemm(false, false, m, (int)cols, k, 1.0f, w->data, k, bmat, direct ? n : (int)cols, 0.0f, yi + j0,
-                         n);
-            /* The bias goes on while the block is still in cache: a separate pass over the whole output would
-             * cost as much as the im2col for layers with few input channels. */
-            for (int i = 0; b && i < m; i++) {
-                float bi = b->data[i], *row = yi + (size_t)i * (size_t)n + j0;
-                for (size_t j = 0; j < cols; j++)
-                    row[j] += bi;
-            }
-        }
+        if (folded)
+            forward_folded(ctx, &g, m, xi, b ? b->data : NULL, yi, workspace);
+        else
+            forward_blocks(ctx, &g, m, xi, w->data, b ? b->data : NULL, yi, workspace);
     }
     return FRCNN_OK;
+}
+
+static void bias_grad(const float *dy, int m, size_t n, float *db)
+{
+    for (int i = 0; i < m; i++) {
+        double s = 0.0;
+        for (size_t j = 0; j < n; j++)
+            s += dy[(size_t)i * n + j];
+        db[i] += (float)s;
+    }
+}
+
+/* One image by im2col blocks (or directly for 1x1): dw += dY col^T, dx += col2im(W^T dY). */
+static void backward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *col)
+{
+    int k = g->c * g->kh * g->kw, n = g->oh * g->ow;
+    if (is_direct(g)) {
+        if (dw)
+            frcnn__sgemm(false, true, m, k, n, 1.0f, dy, n, x, n, 1.0f, dw, k);
+        if (dx)
+            frcnn__sgemm(true, false, k, n, m, 1.0f, w, k, dy, n, 1.0f, dx, n);
+        return;
+    }
+    size_t nb = block_cols(g);
+    for (size_t j0 = 0; j0 < (size_t)n && (dw || dx); j0 += nb) {
+        int cols = (int)((size_t)n - j0 < nb ? (size_t)n - j0 : nb);
+        if (dw) {
+            frcnn__im2col(ctx, g, x, j0, (size_t)cols, col);
+            frcnn__sgemm(false, true, m, k, cols, 1.0f, dy + j0, n, col, cols, 1.0f, dw, k);
+        }
+        if (dx) {
+            frcnn__sgemm(true, false, k, cols, m, 1.0f, w, k, dy + j0, n, 0.0f, col, cols);
+            frcnn__col2im(ctx, g, col, j0, (size_t)cols, dx);
+        }
+    }
+}
+
+/* One image by row-folded blocks; ws starts with the folded weights, dwf (the folded weight gradient) or NULL.
+ * The column gradient of a block is the sum of the kh kernel rows' W^T dY, each at its offset of ki output
+ * rows: the first sgemm writes columns [0, cols), so only the kh - 1 rows past them need zeroing. */
+static void backward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *dy,
+                            float *dx, float *dwf, float *ws)
+{
+    frcnn__conv_geom f = fold_geometry(g);
+    int kf = g->c * g->kw, n = g->oh * g->ow;
+    const float *wf = ws;
+    float *col = ws + 2 * (size_t)m * (size_t)kf * (size_t)g->kh;
+    size_t rows = fold_rows(g), ow = (size_t)g->ow, fsize = (size_t)m * (size_t)kf;
+    for (size_t oy0 = 0; oy0 < (size_t)g->oh && (dwf || dx); oy0 += rows) {
+        size_t nr = (size_t)g->oh - oy0 < rows ? (size_t)g->oh - oy0 : rows;
+        size_t cols = nr * ow, span = (nr + (size_t)g->kh - 1) * ow;
+        const float *dyb = dy + oy0 * ow;
+        if (dwf) {
+            frcnn__im2col(ctx, &f, x, oy0 * ow, span, col);
+            for (int ki = 0; ki < g->kh; ki++)
+                frcnn__sgemm(false, true, m, kf, (int)cols, 1.0f, dyb, n, col + (size_t)ki * ow, (int)span, 1.0f,
+                             dwf + (size_t)ki * fsize, kf);
+        }
+        if (dx) {
+            for (size_t r = 0; r < (size_t)kf; r++)
+                memset(col + r * span + cols, 0, (span - cols) * sizeof(float));
+            for (int ki = 0; ki < g->kh; ki++)
+                frcnn__sgemm(true, false, kf, (int)cols, m, 1.0f, wf + (size_t)ki * fsize, kf, dyb, n,
+                             ki ? 1.0f : 0.0f, col + (size_t)ki * ow, (int)span);
+            frcnn__col2im(ctx, &f, col, oy0 * ow, span, dx);
+        }
+    }
 }
 
 frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, const frcnn_tensor *x,
@@ -223,40 +404,24 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
 
     int m = (int)w->dims[0], k = g.c * g.kh * g.kw, n = g.oh * g.ow;
     size_t x_img = (size_t)g.c * (size_t)g.h * (size_t)g.w, y_img = (size_t)m * (size_t)n;
-    size_t nb = block_cols(&g);
+    bool folded = is_folded(&g);
+    float *wf = workspace, *dwf = folded ? wf + (size_t)m * (size_t)k : NULL;
+    if (folded && dx)
+        fold_weights(&g, m, w->data, wf);
+    if (folded && dw)
+        memset(dwf, 0, (size_t)m * (size_t)k * sizeof(float));
     for (int64_t img = 0; img < x->dims[0]; img++) {
         const float *xi = x->data + (size_t)img * x_img;
         const float *dyi = dy->data + (size_t)img * y_img;
         float *dxi = dx ? dx->data + (size_t)img * x_img : NULL;
-        if (db) {
-            for (int i = 0; i < m; i++) {
-                double s = 0.0;
-                for (int j = 0; j < n; j++)
-                    s += dyi[(size_t)i * (size_t)n + (size_t)j];
-                db->data[i] += (float)s;
-            }
-        }
-        if (is_direct(&g)) {
-            if (dw)
-                frcnn__sgemm(false, true, m, k, n, 1.0f, dyi, n, xi, n, 1.0f, dw->data, k);
-            if (dxi)
-                frcnn__sgemm(true, false, k, n, m, 1.0f, w->data, k, dyi, n, 1.0f, dxi, n);
-            continue;
-        }
-        if (!dw && !dxi)
-            continue;
-        float *col = workspace;
-        for (size_t j0 = 0; j0 < (size_t)n; j0 += nb) {
-            int cols = (int)((size_t)n - j0 < nb ? (size_t)n - j0 : nb);
-            if (dw) {
-                frcnn__im2col(ctx, &g, xi, j0, (size_t)cols, col);
-                frcnn__sgemm(false, true, m, k, cols, 1.0f, dyi + j0, n, col, cols, 1.0f, dw->data, k);
-            }
-            if (dxi) {
-                frcnn__sgemm(true, false, k, cols, m, 1.0f, w->data, k, dyi + j0, n, 0.0f, col, cols);
-                frcnn__col2im(ctx, &g, col, j0, (size_t)cols, dxi);
-            }
-        }
+        if (db)
+            bias_grad(dyi, m, (size_t)n, db->data);
+        if (folded)
+            backward_folded(ctx, &g, m, xi, dyi, dxi, dw ? dwf : NULL, workspace);
+        else
+            backward_blocks(ctx, &g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL, workspace);
     }
+    if (folded && dw)
+        unfold_add(&g, m, dwf, dw->data);
     return FRCNN_OK;
 }
