@@ -233,8 +233,10 @@ FRCNN_API frcnn_status frcnn_rng_state_load(frcnn_ctx *ctx, frcnn_rng *rng, cons
 /* 2-D convolution (cross-correlation, as in every framework).
  *   x (n, c, h, w)   w (m, c, kh, kw)   b (m) or NULL   y (n, m, oh, ow)
  *   oh = (h + 2 pad_h - kh) / stride_h + 1, and the same for the width.
- * Computed as im2col + sgemm in column blocks; a 1x1 kernel with stride 1 and no padding skips im2col.
- * The workspace holds one im2col block: ask frcnn_conv2d_workspace_bytes for its size. */
+ * Computed as im2col + sgemm in column blocks; a 1x1 kernel with stride 1 and no padding skips im2col, and with
+ * vertical stride 1 only one kernel row's patches are gathered (docs/design.md, "Row folding"). The workspace holds
+ * one block of patches and, on that path, the weights and their gradient repacked by kernel row: ask
+ * frcnn_conv2d_workspace_bytes for its size. */
 typedef struct frcnn_conv2d_params {
     int stride_h, stride_w;
     int pad_h, pad_w;
