@@ -121,6 +121,7 @@ static const conv_case shapes[] = {
     {1, 24, 8, 9, 3, 2, 3, 1, 1, 0, 1},    /* row-folded, even kernel height */
     {1, 24, 4, 4, 3, 3, 3, 1, 1, 3, 3},    /* row-folded, padding larger than the input margin */
     {1, 16, 9, 7, 3, 3, 3, 2, 1, 1, 1},    /* vertical stride 2: im2col path despite 48 columns per row */
+    {1, 32, 5, 5, 16, 3, 3, 1, 1, 1, 1},   /* fewer than 3 output pixels per filter: im2col path */
 };
 
 static void test_matches_naive(void **state)
@@ -138,6 +139,12 @@ static void test_matches_naive(void **state)
         frcnn__conv2d_forward_ref(&f.g, k->n, k->m, frcnn_tensor_data(f.x), frcnn_tensor_data(f.w),
                                   frcnn_tensor_data(f.b), ref_y);
         tu_assert_close("forward vs naive", frcnn_tensor_data(f.y), ref_y, ny, 1e-5, 1e-4);
+        /* without a bias (the sgemm then reads no row of ones) */
+        float *zero_b = calloc((size_t)k->m, sizeof(float));
+        frcnn__conv2d_forward_ref(&f.g, k->n, k->m, frcnn_tensor_data(f.x), frcnn_tensor_data(f.w), zero_b, ref_y);
+        assert_int_equal(frcnn_conv2d_forward(ctx, &f.p, f.x, f.w, NULL, f.y, f.ws, f.ws_bytes), FRCNN_OK);
+        tu_assert_close("forward without bias vs naive", frcnn_tensor_data(f.y), ref_y, ny, 1e-5, 1e-4);
+        free(zero_b);
         backward(&f);
         frcnn__conv2d_backward_ref(&f.g, k->n, k->m, frcnn_tensor_data(f.x), frcnn_tensor_data(f.w),
                                    frcnn_tensor_data(f.dy), ref_dx, ref_dw, ref_db);

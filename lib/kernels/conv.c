@@ -27,6 +27,10 @@
 /* Below this inner size per kernel row (c*kw; 9 for an RGB 3x3 layer) the kh thin sgemms cost more than the
  * im2col they save. */
 #define FOLD_MIN_K 48
+/* Folding saves (kh-1)/kh of an im2col (k*n floats) and costs a repacking of the weights (m*k): measured on
+ * the small backbone's last layer (n = 520, m = 256) it no longer pays, on VGG16's conv5 (n = 1900, m = 512) it
+ * still does. */
+#define FOLD_MIN_COLS_PER_FILTER 3
 
 frcnn_conv2d_params frcnn_conv2d_params_default(void)
 {
@@ -39,9 +43,10 @@ static bool is_direct(const frcnn__conv_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-static bool is_folded(const frcnn__conv_geom *g)
+static bool is_folded(const frcnn__conv_geom *g, int m)
 {
     return !is_direct(g) && g->sh == 1 && g->kh > 1 && (size_t)g->c * (size_t)g->kw >= FOLD_MIN_K &&
+           (size_t)g->oh * (size_t)g->ow >= FOLD_MIN_COLS_PER_FILTER * (size_t)m &&
            ((size_t)g->oh + (size_t)g->kh) * (size_t)g->ow <= INT32_MAX;
 }
 
@@ -128,42 +133,107 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     return FRCNN_OK;
 }
 
-/* Row-folded: the weights and the weight gradient repacked per kernel row, then the gathered block. Otherwise
- * one im2col block. */
-static size_t workspace_bytes(const frcnn__conv_geom *g, int m)
+/* The workspace's parts. im2col: the weights with the bias as an extra column (m, k + 1), then one block of
+ * columns with room for a row of ones. Row-folded: the weights repacked per kernel row with the bias column
+ * (kh, m, c*kw + 1), their gradient (kh, m, c*kw), then one gathered block with room for the row of ones. */
+typedef struct conv_ws {
+    float *w, *dw, *col;
+} conv_ws;
+
+static size_t ws_floats(const frcnn__conv_geom *g, int m, conv_ws *parts, float *base)
 {
-    size_t k = (size_t)g->c * (size_t)g->kh * (size_t)g->kw;
-    if (is_direct(g))
-        return 0;
-    if (is_folded(g))
-        return (2 * (size_t)m * k + (size_t)g->c * (size_t)g->kw * (fold_rows(g) + (size_t)g->kh - 1) * (size_t)g->ow) *
-               sizeof(float);
-    return k * block_cols(g) * sizeof(float);
+    size_t k = (size_t)g->c * (size_t)g->kh * (size_t)g->kw, kf = (size_t)g->c * (size_t)g->kw;
+    size_t w_n, dw_n, col_n;
+    if (is_direct(g)) {
+        w_n = dw_n = col_n = 0;
+    } else if (is_folded(g, m)) {
+        w_n = (size_t)g->kh * (size_t)m * (kf + 1);
+        dw_n = (size_t)g->kh * (size_t)m * kf;
+        col_n = (kf + 1) * (fold_rows(g) + (size_t)g->kh - 1) * (size_t)g->ow;
+    } else {
+        w_n = (size_t)m * (k + 1);
+        dw_n = 0;
+        col_n = (k + 1) * block_cols(g);
+    }
+    if (parts) {
+        parts->w = base;
+        parts->dw = base + w_n;
+        parts->col = base + w_n + dw_n;
+    }
+    return w_n + dw_n + col_n;
 }
 
-/* wf holds kh matrices (m, c*kw), one per kernel row ki: wf[ki][i][ch*kw + kj] = w[i][ch][ki][kj]. */
-static void fold_weights(const frcnn__conv_geom *g, int m, const float *w, float *wf)
+static size_t workspace_bytes(const frcnn__conv_geom *g, int m)
 {
-    size_t kw = (size_t)g->kw;
-    for (int ki = 0; ki < g->kh; ki++)
-        for (size_t i = 0; i < (size_t)m; i++)
-            for (size_t ch = 0; ch < (size_t)g->c; ch++)
-                memcpy(wf + (((size_t)ki * (size_t)m + i) * (size_t)g->c + ch) * kw,
-                       w + ((i * (size_t)g->c + ch) * (size_t)g->kh + (size_t)ki) * kw, kw * sizeof(float));
+    return ws_floats(g, m, NULL, NULL) * sizeof(float);
+}
+
+typedef struct fold_job {
+    const frcnn__conv_geom *g;
+    int m;
+    const float *w, *b;
+    float *wf;
+} fold_job;
+
+/* Rows [begin, end) of the kh * m rows of wf (see fold_weights). */
+static void fold_rows_of(void *arg, size_t begin, size_t end)
+{
+    const fold_job *job = arg;
+    const frcnn__conv_geom *g = job->g;
+    size_t kw = (size_t)g->kw, kk = (size_t)g->kh * kw, kf = (size_t)g->c * kw;
+    for (size_t r = begin; r < end; r++) {
+        size_t ki = r / (size_t)job->m, i = r % (size_t)job->m;
+        const float *src = job->w + i * (size_t)g->c * kk + ki * kw;
+        float *dst = job->wf + r * (kf + 1);
+        for (size_t ch = 0; ch < (size_t)g->c; ch++)
+            for (size_t kj = 0; kj < kw; kj++)
+                dst[ch * kw + kj] = src[ch * kk + kj];
+        dst[kf] = job->b && ki == 0 ? job->b[i] : 0.0f;
+    }
+}
+
+/* wf holds kh matrices (m, c*kw + 1), one per kernel row ki: wf[ki][i][ch*kw + kj] = w[i][ch][ki][kj], and the
+ * last column b[i] for ki = 0 (0 otherwise, or without b). A gather with unit-stride writes, rows split over the
+ * context's threads: for a 256-channel layer with few output pixels it is a tenth of the layer's time. */
+static void fold_weights(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *w, const float *b,
+                         float *wf)
+{
+    fold_job job = {g, m, w, b, wf};
+    size_t rows = (size_t)g->kh * (size_t)m;
+    frcnn__parallel_for(ctx, rows, rows * (size_t)g->c * (size_t)g->kw >= (1u << 16) ? 1 : rows, fold_rows_of, &job);
+}
+
+/* wa (m, k + 1) = [w | b]. */
+static void append_bias(const float *w, const float *b, int m, size_t k, float *wa)
+{
+    for (size_t i = 0; i < (size_t)m; i++) {
+        memcpy(wa + i * (k + 1), w + i * k, k * sizeof(float));
+        wa[i * (k + 1) + k] = b[i];
+    }
+}
+
+/* Sets row `row` of a matrix with leading dimension ld to ones over its first cols columns: with the bias as the
+ * weights' last column, the sgemm adds the bias itself. Adding it in a pass of its own over the output costs as
+ * much as the im2col in layers with few input channels (a store that misses the cache for every output). */
+static void ones_row(float *mat, size_t row, size_t ld, size_t cols)
+{
+    float *r = mat + row * ld;
+    for (size_t j = 0; j < cols; j++)
+        r[j] = 1.0f;
 }
 
 /* The adjoint of fold_weights, accumulating: dw += unfold(dwf). */
 static void unfold_add(const frcnn__conv_geom *g, int m, const float *dwf, float *dw)
 {
-    size_t kw = (size_t)g->kw;
-    for (int ki = 0; ki < g->kh; ki++)
-        for (size_t i = 0; i < (size_t)m; i++)
-            for (size_t ch = 0; ch < (size_t)g->c; ch++) {
-                const float *src = dwf + (((size_t)ki * (size_t)m + i) * (size_t)g->c + ch) * kw;
-                float *dst = dw + ((i * (size_t)g->c + ch) * (size_t)g->kh + (size_t)ki) * kw;
+    size_t kw = (size_t)g->kw, kk = (size_t)g->kh * kw, kf = (size_t)g->c * kw;
+    for (size_t ki = 0; ki < (size_t)g->kh; ki++)
+        for (size_t i = 0; i < (size_t)m; i++) {
+            const float *src = dwf + (ki * (size_t)m + i) * kf;
+            float *dst = dw + i * (size_t)g->c * kk + ki * kw;
+            for (size_t ch = 0; ch < (size_t)g->c; ch++)
                 for (size_t kj = 0; kj < kw; kj++)
-                    dst[kj] += src[kj];
-            }
+                    dst[ch * kk + kj] += src[ch * kw + kj];
+        }
 }
 
 frcnn_status frcnn_conv2d_output_shape(frcnn_ctx *ctx, const frcnn_conv2d_params *p, const int64_t x_dims[4],
@@ -236,55 +306,57 @@ static frcnn_status conv_setup(frcnn_ctx *ctx, const frcnn_conv2d_params *p, con
     return FRCNN_OK;
 }
 
-/* y[:, j0 .. j0 + cols) = b, so that the sgemm adds onto it (beta 1) and returns the final block: OpenBLAS
- * clears C in a pass of its own for beta 0, so adding the bias afterwards would be a third pass over the output,
- * as long as an im2col when the layer has few input channels. Returns the beta for the block's first sgemm. */
-static float fill_bias(const float *b, int m, size_t n, size_t j0, size_t cols, float *y)
+/* y[:, j0 .. j0 + cols) += b, for the direct (1x1) path, whose input matrix is the caller's and cannot take a
+ * row of ones. */
+static void add_bias(const float *b, int m, size_t n, size_t j0, size_t cols, float *y)
 {
-    if (!b)
-        return 0.0f;
-    for (int i = 0; i < m; i++) {
+    for (int i = 0; b && i < m; i++) {
         float bi = b[i], *row = y + (size_t)i * n + j0;
         for (size_t j = 0; j < cols; j++)
-            row[j] = bi;
+            row[j] += bi;
     }
-    return 1.0f;
 }
 
-/* One image by im2col blocks of columns (or directly for 1x1). */
-static void forward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *w,
-                           const float *b, float *y, float *col)
+/* One image directly (1x1, stride 1, no padding): y = W x + b. */
+static void forward_direct(const frcnn__conv_geom *g, int m, const float *x, const float *w, const float *b, float *y)
 {
-    int k = g->c * g->kh * g->kw, n = g->oh * g->ow;
-    bool direct = is_direct(g);
-    size_t step = direct ? (size_t)n : block_cols(g);
+    int n = g->oh * g->ow;
+    frcnn__sgemm(false, false, m, n, g->c, 1.0f, w, g->c, x, n, 0.0f, y, n);
+    add_bias(b, m, (size_t)n, 0, (size_t)n, y);
+}
+
+/* One image by im2col blocks of columns; a is the weights, with the bias as column k when has_bias (lda k + 1). */
+static void forward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *a,
+                           bool has_bias, float *y, float *col)
+{
+    int k = g->c * g->kh * g->kw, n = g->oh * g->ow, ka = k + (has_bias ? 1 : 0);
+    size_t step = block_cols(g);
     for (size_t j0 = 0; j0 < (size_t)n; j0 += step) {
         size_t cols = (size_t)n - j0 < step ? (size_t)n - j0 : step;
-        if (!direct)
-            frcnn__im2col(ctx, g, x, j0, cols, col);
-        float beta = fill_bias(b, m, (size_t)n, j0, cols, y);
-        frcnn__sgemm(false, false, m, (int)cols, k, 1.0f, w, k, direct ? x : col, direct ? n : (int)cols, beta,
-                     y + j0, n);
+        frcnn__im2col(ctx, g, x, j0, cols, col);
+        if (has_bias)
+            ones_row(col, (size_t)k, cols, cols);
+        frcnn__sgemm(false, false, m, (int)cols, ka, 1.0f, a, ka, col, (int)cols, 0.0f, y + j0, n);
     }
 }
 
-/* One image by row-folded blocks; ws starts with the folded weights. */
-static void forward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *b,
-                           float *y, float *ws)
+/* One image by row-folded blocks: wf from fold_weights; its bias column enters through kernel row 0. */
+static void forward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *wf,
+                           bool has_bias, float *y, float *col)
 {
     frcnn__conv_geom f = fold_geometry(g);
     int kf = g->c * g->kw, n = g->oh * g->ow;
-    const float *wf = ws;
-    float *col = ws + 2 * (size_t)m * (size_t)kf * (size_t)g->kh;
     size_t rows = fold_rows(g), ow = (size_t)g->ow;
     for (size_t oy0 = 0; oy0 < (size_t)g->oh; oy0 += rows) {
         size_t nr = (size_t)g->oh - oy0 < rows ? (size_t)g->oh - oy0 : rows;
         size_t cols = nr * ow, span = (nr + (size_t)g->kh - 1) * ow;
         frcnn__im2col(ctx, &f, x, oy0 * ow, span, col);
-        float beta = fill_bias(b, m, (size_t)n, oy0 * ow, cols, y);
+        if (has_bias)
+            ones_row(col, (size_t)kf, span, cols);
         for (int ki = 0; ki < g->kh; ki++)
-            frcnn__sgemm(false, false, m, (int)cols, kf, 1.0f, wf + (size_t)ki * (size_t)m * (size_t)kf, kf,
-                         col + (size_t)ki * ow, (int)span, ki ? 1.0f : beta, y + oy0 * ow, n);
+            frcnn__sgemm(false, false, m, (int)cols, kf + (ki == 0 && has_bias ? 1 : 0), 1.0f,
+                         wf + (size_t)ki * (size_t)m * (size_t)(kf + 1), kf + 1, col + (size_t)ki * ow, (int)span,
+                         ki ? 1.0f : 0.0f, y + oy0 * ow, n);
     }
 }
 
@@ -303,16 +375,28 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
 
     int m = (int)w->dims[0];
     size_t x_img = (size_t)g.c * (size_t)g.h * (size_t)g.w, y_img = (size_t)m * (size_t)g.oh * (size_t)g.ow;
-    bool folded = is_folded(&g);
-    if (folded)
-        fold_weights(&g, m, w->data, workspace);
+    size_t k = (size_t)g.c * (size_t)g.kh * (size_t)g.kw;
+    const float *bias = b ? b->data : NULL;
+    bool direct = is_direct(&g), folded = is_folded(&g, m);
+    conv_ws ws;
+    ws_floats(&g, m, &ws, workspace);
+    const float *a = w->data; /* the weights as the blocks' sgemm reads them */
+    if (folded) {
+        fold_weights(ctx, &g, m, w->data, bias, ws.w);
+        a = ws.w;
+    } else if (!direct && bias) {
+        append_bias(w->data, bias, m, k, ws.w);
+        a = ws.w;
+    }
     for (int64_t img = 0; img < x->dims[0]; img++) {
         const float *xi = x->data + (size_t)img * x_img;
         float *yi = y->data + (size_t)img * y_img;
-        if (folded)
-            forward_folded(ctx, &g, m, xi, b ? b->data : NULL, yi, workspace);
+        if (direct)
+            forward_direct(&g, m, xi, w->data, bias, yi);
+        else if (folded)
+            forward_folded(ctx, &g, m, xi, a, bias != NULL, yi, ws.col);
         else
-            forward_blocks(ctx, &g, m, xi, w->data, b ? b->data : NULL, yi, workspace);
+            forward_blocks(ctx, &g, m, xi, a, bias != NULL, yi, ws.col);
     }
     return FRCNN_OK;
 }
@@ -353,16 +437,14 @@ static void backward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, co
     }
 }
 
-/* One image by row-folded blocks; ws starts with the folded weights, dwf (the folded weight gradient) or NULL.
- * The column gradient of a block is the sum of the kh kernel rows' W^T dY, each at its offset of ki output
- * rows: the first sgemm writes columns [0, cols), so only the kh - 1 rows past them need zeroing. */
+/* One image by row-folded blocks: wf from fold_weights (its bias column unused), dwf the folded weight gradient
+ * or NULL. The column gradient of a block is the sum of the kh kernel rows' W^T dY, each at its offset of ki
+ * output rows: the first sgemm writes columns [0, cols), so only the kh - 1 rows past them need zeroing. */
 static void backward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *dy,
-                            float *dx, float *dwf, float *ws)
+                            float *dx, const float *wf, float *dwf, float *col)
 {
     frcnn__conv_geom f = fold_geometry(g);
     int kf = g->c * g->kw, n = g->oh * g->ow;
-    const float *wf = ws;
-    float *col = ws + 2 * (size_t)m * (size_t)kf * (size_t)g->kh;
     size_t rows = fold_rows(g), ow = (size_t)g->ow, fsize = (size_t)m * (size_t)kf;
     for (size_t oy0 = 0; oy0 < (size_t)g->oh && (dwf || dx); oy0 += rows) {
         size_t nr = (size_t)g->oh - oy0 < rows ? (size_t)g->oh - oy0 : rows;
@@ -378,8 +460,8 @@ static void backward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, co
             for (size_t r = 0; r < (size_t)kf; r++)
                 memset(col + r * span + cols, 0, (span - cols) * sizeof(float));
             for (int ki = 0; ki < g->kh; ki++)
-                frcnn__sgemm(true, false, kf, (int)cols, m, 1.0f, wf + (size_t)ki * fsize, kf, dyb, n,
-                             ki ? 1.0f : 0.0f, col + (size_t)ki * ow, (int)span);
+                frcnn__sgemm(true, false, kf, (int)cols, m, 1.0f, wf + (size_t)ki * (size_t)m * (size_t)(kf + 1),
+                             kf + 1, dyb, n, ki ? 1.0f : 0.0f, col + (size_t)ki * ow, (int)span);
             frcnn__col2im(ctx, &f, col, oy0 * ow, span, dx);
         }
     }
@@ -404,12 +486,13 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
 
     int m = (int)w->dims[0], k = g.c * g.kh * g.kw, n = g.oh * g.ow;
     size_t x_img = (size_t)g.c * (size_t)g.h * (size_t)g.w, y_img = (size_t)m * (size_t)n;
-    bool folded = is_folded(&g);
-    float *wf = workspace, *dwf = folded ? wf + (size_t)m * (size_t)k : NULL;
+    bool folded = is_folded(&g, m);
+    conv_ws ws;
+    ws_floats(&g, m, &ws, workspace);
     if (folded && dx)
-        fold_weights(&g, m, w->data, wf);
+        fold_weights(ctx, &g, m, w->data, NULL, ws.w);
     if (folded && dw)
-        memset(dwf, 0, (size_t)m * (size_t)k * sizeof(float));
+        memset(ws.dw, 0, (size_t)m * (size_t)k * sizeof(float));
     for (int64_t img = 0; img < x->dims[0]; img++) {
         const float *xi = x->data + (size_t)img * x_img;
         const float *dyi = dy->data + (size_t)img * y_img;
@@ -417,11 +500,11 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
         if (db)
             bias_grad(dyi, m, (size_t)n, db->data);
         if (folded)
-            backward_folded(ctx, &g, m, xi, dyi, dxi, dw ? dwf : NULL, workspace);
+            backward_folded(ctx, &g, m, xi, dyi, dxi, ws.w, dw ? ws.dw : NULL, ws.col);
         else
-            backward_blocks(ctx, &g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL, workspace);
+            backward_blocks(ctx, &g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL, ws.col);
     }
     if (folded && dw)
-        unfold_add(&g, m, dwf, dw->data);
+        unfold_add(&g, m, ws.dw, dw->data);
     return FRCNN_OK;
 }
