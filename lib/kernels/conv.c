@@ -5,7 +5,10 @@
  * row (ow columns). The "row-folded" path therefore gathers only the c*kw rows of kernel row 0, over kh-1 extra
  * output rows, and runs kh sgemms on views of that block offset by ki*ow columns, each with the weights of one
  * kernel row (repacked into the workspace). That writes kh times less im2col for the same arithmetic: im2col was
- * a quarter of a 3x3 layer's time when the layer has few output channels. */
+ * a quarter of a 3x3 layer's time when the layer has few output channels.
+ *
+ * The bias is one more column of the (repacked) weights, multiplied by a row of ones under the patches, so the
+ * sgemm adds it; the direct path, whose B is the caller's input, adds it in a pass of its own. */
 #include "gemm.h"
 #include "im2col.h"
 
@@ -212,9 +215,9 @@ static void append_bias(const float *w, const float *b, int m, size_t k, float *
     }
 }
 
-/* Sets row `row` of a matrix with leading dimension ld to ones over its first cols columns: with the bias as the
- * weights' last column, the sgemm adds the bias itself. Adding it in a pass of its own over the output costs as
- * much as the im2col in layers with few input channels (a store that misses the cache for every output). */
+/* Sets row `row` of a matrix with leading dimension ld to ones over its first cols columns, the partner of the
+ * weights' bias column. A pass of its own over the output, filling it with the bias before the sgemm or adding it
+ * after, measured as long as the whole im2col of a layer with 3 input channels. */
 static void ones_row(float *mat, size_t row, size_t ld, size_t cols)
 {
     float *r = mat + row * ld;
@@ -401,6 +404,7 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     return FRCNN_OK;
 }
 
+/* db += the row sums of dy (m, n), each summed in double. */
 static void bias_grad(const float *dy, int m, size_t n, float *db)
 {
     for (int i = 0; i < m; i++) {
