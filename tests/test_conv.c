@@ -294,6 +294,40 @@ static void check_thread_independence(const conv_case *kc)
         free(all[i]);
 }
 
+/* A workspace sized for a layer's largest input serves every smaller one (the model sizes it once, for its plan):
+ * the size never decreases as the input grows, across the row-folded path's block rounding (VGG16's conv1_2 at
+ * widths 600-1000) and across the switch between the folded and the im2col path (512 filters, few pixels). */
+static void test_workspace_grows_with_input(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    const struct {
+        int c, m, kh, kw, sh, sw, ph, pw, h_fixed, w_fixed;
+    } layers[] = {
+        {64, 64, 3, 3, 1, 1, 1, 1, 600, 1000}, {512, 512, 3, 3, 1, 1, 1, 1, 50, 64}, {3, 64, 3, 3, 1, 1, 1, 1, 64, 64},
+        {32, 16, 5, 3, 1, 2, 2, 1, 300, 300},
+    };
+    for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++) {
+        frcnn_conv2d_params p = {layers[l].sh, layers[l].sw, layers[l].ph, layers[l].pw};
+        int64_t wd[4] = {layers[l].m, layers[l].c, layers[l].kh, layers[l].kw};
+        for (int dim = 2; dim <= 3; dim++) {
+            size_t prev = 0;
+            int end = dim == 2 ? layers[l].h_fixed : layers[l].w_fixed;
+            for (int v = 8; v <= end; v++) {
+                int64_t xd[4] = {1, layers[l].c, dim == 2 ? v : layers[l].h_fixed, dim == 3 ? v : layers[l].w_fixed};
+                size_t bytes;
+                assert_int_equal(frcnn_conv2d_workspace_bytes(ctx, &p, xd, wd, &bytes), FRCNN_OK);
+                if (bytes < prev)
+                    print_error("layer %zu: %lld x %lld needs %zu bytes, less than %zu for one %s less\n", l,
+                                (long long)xd[2], (long long)xd[3], bytes, prev, dim == 2 ? "row" : "column");
+                assert_true(bytes >= prev);
+                prev = bytes;
+            }
+        }
+    }
+    frcnn_ctx_free(ctx);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -339,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_backward_accumulates_and_skips_null),
         cmocka_unit_test(test_deterministic_across_runs_and_threads),
+        cmocka_unit_test(test_workspace_grows_with_input),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests_name("conv2d", tests, NULL, NULL);

@@ -23,10 +23,8 @@
 #define CONV_MIN_BLOCK_COLS 256
 
 /* The row-folded path's blocks span whole output rows, at least this many columns: OpenBLAS needs a wide B to
- * amortise each call once the inner dimension is split into several calls (512-channel layers). A block's
- * im2col is capped in bytes so that very wide inputs still get a bounded workspace. */
+ * amortise each call once the inner dimension is split into several calls (512-channel layers). */
 #define FOLD_BLOCK_COLS 2560
-#define FOLD_MAX_BLOCK_BYTES ((size_t)32 << 20)
 /* Below this inner size per kernel row (c*kw; 9 for an RGB 3x3 layer) the kh thin sgemms cost more than the
  * im2col they save. */
 #define FOLD_MIN_K 48
@@ -46,22 +44,32 @@ static bool is_direct(const frcnn__conv_geom *g)
     return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
+/* Whether the layer's kernel and stride allow folding at all; is_folded adds the conditions on the size. */
+static bool can_fold(const frcnn__conv_geom *g)
+{
+    return !is_direct(g) && g->sh == 1 && g->kh > 1 && (size_t)g->c * (size_t)g->kw >= FOLD_MIN_K;
+}
+
 static bool is_folded(const frcnn__conv_geom *g, int m)
 {
-    return !is_direct(g) && g->sh == 1 && g->kh > 1 && (size_t)g->c * (size_t)g->kw >= FOLD_MIN_K &&
-           (size_t)g->oh * (size_t)g->ow >= FOLD_MIN_COLS_PER_FILTER * (size_t)m &&
+    return can_fold(g) && (size_t)g->oh * (size_t)g->ow >= FOLD_MIN_COLS_PER_FILTER * (size_t)m &&
            ((size_t)g->oh + (size_t)g->kh) * (size_t)g->ow <= INT32_MAX;
 }
 
 /* Output rows per row-folded block. */
 static size_t fold_rows(const frcnn__conv_geom *g)
 {
-    size_t row_bytes = (size_t)g->c * (size_t)g->kw * (size_t)g->ow * sizeof(float);
     size_t rows = (FOLD_BLOCK_COLS + (size_t)g->ow - 1) / (size_t)g->ow;
-    size_t cap = FOLD_MAX_BLOCK_BYTES / row_bytes; /* gathered rows, including the kh - 1 extra */
-    if (rows + (size_t)g->kh - 1 > cap)
-        rows = cap > (size_t)g->kh ? cap - ((size_t)g->kh - 1) : 1;
     return rows < (size_t)g->oh ? rows : (size_t)g->oh;
+}
+
+/* Columns of a row-folded block's gathered patches, (fold_rows + kh - 1) * ow, bounded from above by a function
+ * that grows with oh and ow: see ws_floats. */
+static size_t fold_span_bound(const frcnn__conv_geom *g)
+{
+    size_t all = ((size_t)g->oh + (size_t)g->kh - 1) * (size_t)g->ow;
+    size_t wide = FOLD_BLOCK_COLS + (size_t)g->kh * (size_t)g->ow; /* fold_rows <= FOLD_BLOCK_COLS / ow + 1 */
+    return all < wide ? all : wide;
 }
 
 /* The geometry whose im2col is a row-folded block: one kernel row, and kh - 1 more output rows, so that output
@@ -138,7 +146,12 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
 
 /* The workspace's parts. im2col: the weights with the bias as an extra column (m, k + 1), then one block of
  * columns with room for a row of ones. Row-folded: the weights repacked per kernel row with the bias column
- * (kh, m, c*kw + 1), their gradient (kh, m, c*kw), then one gathered block with room for the row of ones. */
+ * (kh, m, c*kw + 1), their gradient (kh, m, c*kw), then one gathered block with room for the row of ones.
+ *
+ * The size returned is never smaller for a larger input (oh, ow), so that a workspace sized for the largest
+ * input of a layer serves every smaller one: a layer that can fold gets room for both paths (a smaller input may
+ * fall below the pixels-per-filter threshold), and the gathered block's size is bounded by fold_span_bound,
+ * since the exact (fold_rows + kh - 1) * ow can grow when ow shrinks (ow 1000: 5 rows of 1000; ow 853: 6 rows). */
 typedef struct conv_ws {
     float *w, *dw, *col;
 } conv_ws;
@@ -146,17 +159,16 @@ typedef struct conv_ws {
 static size_t ws_floats(const frcnn__conv_geom *g, int m, conv_ws *parts, float *base)
 {
     size_t k = (size_t)g->c * (size_t)g->kh * (size_t)g->kw, kf = (size_t)g->c * (size_t)g->kw;
-    size_t w_n, dw_n, col_n;
-    if (is_direct(g)) {
-        w_n = dw_n = col_n = 0;
-    } else if (is_folded(g, m)) {
+    size_t w_n = 0, dw_n = 0, col_n = 0;
+    if (!is_direct(g)) {
+        w_n = (size_t)m * (k + 1);
+        col_n = (k + 1) * block_cols(g);
+    }
+    if (can_fold(g)) {
+        size_t fold_col = (kf + 1) * fold_span_bound(g);
         w_n = (size_t)g->kh * (size_t)m * (kf + 1);
         dw_n = (size_t)g->kh * (size_t)m * kf;
-        col_n = (kf + 1) * (fold_rows(g) + (size_t)g->kh - 1) * (size_t)g->ow;
-    } else {
-        w_n = (size_t)m * (k + 1);
-        dw_n = 0;
-        col_n = (k + 1) * block_cols(g);
+        col_n = col_n > fold_col ? col_n : fold_col;
     }
     if (parts) {
         parts->w = base;
