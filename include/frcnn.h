@@ -249,7 +249,8 @@ FRCNN_API frcnn_conv2d_params frcnn_conv2d_params_default(void);
 FRCNN_API frcnn_status frcnn_conv2d_output_shape(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
                                                  const int64_t x_dims[4], const int64_t w_dims[4],
                                                  int64_t y_dims[4]);
-/* Workspace bytes needed by forward and backward for these shapes (the same for both; 0 for the 1x1 case). */
+/* Workspace bytes needed by forward and backward for these shapes (the same for both; 0 for the 1x1 case). Never
+ * smaller for a larger input: a workspace sized for a layer's largest input serves every smaller one. */
 FRCNN_API frcnn_status frcnn_conv2d_workspace_bytes(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
                                                     const int64_t x_dims[4], const int64_t w_dims[4],
                                                     size_t *bytes);
