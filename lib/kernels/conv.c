@@ -69,7 +69,8 @@ static size_t fold_span_bound(const frcnn__conv_geom *g)
 {
     size_t all = ((size_t)g->oh + (size_t)g->kh - 1) * (size_t)g->ow;
     size_t wide = FOLD_BLOCK_COLS + (size_t)g->kh * (size_t)g->ow; /* fold_rows <= FOLD_BLOCK_COLS / ow + 1 */
-    return all < wide ? all : wide;
+    size_t bound = all < wide ? all : wide;
+    return bound < INT32_MAX ? bound : INT32_MAX; /* a larger span would not fold (is_folded) */
 }
 
 /* The geometry whose im2col is a row-folded block: one kernel row, and kh - 1 more output rows, so that output
@@ -91,6 +92,9 @@ static size_t block_cols(const frcnn__conv_geom *g)
         cols = CONV_MIN_BLOCK_COLS;
     return cols < n ? cols : n;
 }
+
+typedef struct conv_ws conv_ws;
+static size_t ws_floats(const frcnn__conv_geom *g, int m, conv_ws *parts, float *base);
 
 /* Validates parameters and shapes and fills the geometry and output dims. All products used by BLAS must fit
  * in its 32-bit int. */
@@ -123,7 +127,8 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     y[2] = span_h / p->stride_h + 1;
     y[3] = span_w / p->stride_w + 1;
     int64_t k = w[1] * w[2] * w[3], n = y[2] * y[3];
-    if (w[0] > INT32_MAX || k > INT32_MAX || n > INT32_MAX || x[2] * x[3] > INT32_MAX)
+    /* k + 1: the bias column */
+    if (w[0] > INT32_MAX || k >= INT32_MAX || n > INT32_MAX || x[2] * x[3] > INT32_MAX)
         return frcnn__error(ctx, FRCNN_ERR_OVERFLOW,
                             "conv2d: GEMM size (m %lld, k %lld, n %lld) exceeds BLAS int range", (long long)w[0],
                             (long long)k, (long long)n);
@@ -141,6 +146,10 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     g->pw = p->pad_w;
     g->oh = (int)y[2];
     g->ow = (int)y[3];
+    size_t ws_size;
+    if (!frcnn__mul_size(ws_floats(g, (int)w[0], NULL, NULL), sizeof(float), &ws_size))
+        return frcnn__error(ctx, FRCNN_ERR_OVERFLOW, "conv2d: workspace size (k %lld, n %lld) overflows", (long long)k,
+                            (long long)n);
     return FRCNN_OK;
 }
 
@@ -152,9 +161,9 @@ static frcnn_status conv_geometry(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
  * input of a layer serves every smaller one: a layer that can fold gets room for both paths (a smaller input may
  * fall below the pixels-per-filter threshold), and the gathered block's size is bounded by fold_span_bound,
  * since the exact (fold_rows + kh - 1) * ow can grow when ow shrinks (ow 1000: 5 rows of 1000; ow 853: 6 rows). */
-typedef struct conv_ws {
+struct conv_ws {
     float *w, *dw, *col;
-} conv_ws;
+};
 
 static size_t ws_floats(const frcnn__conv_geom *g, int m, conv_ws *parts, float *base)
 {
