@@ -175,7 +175,7 @@ static size_t ws_floats(const frcnn__conv_geom *g, int m, conv_ws *parts, float 
     }
     if (can_fold(g)) {
         size_t fold_col = (kf + 1) * fold_span_bound(g);
-        w_n = (size_t)g->kh * (size_t)m * (kf + 1);
+        w_n = (size_t)g->kh * (size_t)m * (kf + 1); /* kh * (kf + 1) = k + kh: room for the im2col layout too */
         dw_n = (size_t)g->kh * (size_t)m * kf;
         col_n = col_n > fold_col ? col_n : fold_col;
     }
@@ -330,23 +330,17 @@ static frcnn_status conv_setup(frcnn_ctx *ctx, const frcnn_conv2d_params *p, con
     return FRCNN_OK;
 }
 
-/* y[:, j0 .. j0 + cols) += b, for the direct (1x1) path, whose input matrix is the caller's and cannot take a
- * row of ones. */
-static void add_bias(const float *b, int m, size_t n, size_t j0, size_t cols, float *y)
-{
-    for (int i = 0; b && i < m; i++) {
-        float bi = b[i], *row = y + (size_t)i * n + j0;
-        for (size_t j = 0; j < cols; j++)
-            row[j] += bi;
-    }
-}
-
-/* One image directly (1x1, stride 1, no padding): y = W x + b. */
+/* One image directly (1x1, stride 1, no padding): y = W x + b. B is the caller's input and cannot take a row of
+ * ones, so the bias is added in a pass of its own. */
 static void forward_direct(const frcnn__conv_geom *g, int m, const float *x, const float *w, const float *b, float *y)
 {
     int n = g->oh * g->ow;
     frcnn__sgemm(false, false, m, n, g->c, 1.0f, w, g->c, x, n, 0.0f, y, n);
-    add_bias(b, m, (size_t)n, 0, (size_t)n, y);
+    for (int i = 0; b && i < m; i++) {
+        float bi = b[i], *row = y + (size_t)i * (size_t)n;
+        for (int j = 0; j < n; j++)
+            row[j] += bi;
+    }
 }
 
 /* One image by im2col blocks of columns; a is the weights, with the bias as column k when has_bias (lda k + 1). */
@@ -436,18 +430,22 @@ static void bias_grad(const float *dy, int m, size_t n, float *db)
     }
 }
 
-/* One image by im2col blocks (or directly for 1x1): dw += dY col^T, dx += col2im(W^T dY). */
+/* One image directly (1x1, stride 1, no padding): dw += dY x^T, dx += W^T dY. */
+static void backward_direct(const frcnn__conv_geom *g, int m, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw)
+{
+    int n = g->oh * g->ow;
+    if (dw)
+        frcnn__sgemm(false, true, m, g->c, n, 1.0f, dy, n, x, n, 1.0f, dw, g->c);
+    if (dx)
+        frcnn__sgemm(true, false, g->c, n, m, 1.0f, w, g->c, dy, n, 1.0f, dx, n);
+}
+
+/* One image by im2col blocks: dw += dY col^T, dx += col2im(W^T dY). */
 static void backward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *col)
 {
     int k = g->c * g->kh * g->kw, n = g->oh * g->ow;
-    if (is_direct(g)) {
-        if (dw)
-            frcnn__sgemm(false, true, m, k, n, 1.0f, dy, n, x, n, 1.0f, dw, k);
-        if (dx)
-            frcnn__sgemm(true, false, k, n, m, 1.0f, w, k, dy, n, 1.0f, dx, n);
-        return;
-    }
     size_t nb = block_cols(g);
     for (size_t j0 = 0; j0 < (size_t)n && (dw || dx); j0 += nb) {
         int cols = (int)((size_t)n - j0 < nb ? (size_t)n - j0 : nb);
@@ -524,7 +522,9 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
         float *dxi = dx ? dx->data + (size_t)img * x_img : NULL;
         if (db)
             bias_grad(dyi, m, (size_t)n, db->data);
-        if (folded)
+        if (is_direct(&g))
+            backward_direct(&g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL);
+        else if (folded)
             backward_folded(ctx, &g, m, xi, dyi, dxi, ws.w, dw ? ws.dw : NULL, ws.col);
         else
             backward_blocks(ctx, &g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL, ws.col);
