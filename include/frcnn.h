@@ -355,6 +355,33 @@ FRCNN_API frcnn_status frcnn_roi_pool_backward(frcnn_ctx *ctx, const frcnn_roi_p
                                                const frcnn_tensor *rois, const frcnn_tensor *dy,
                                                const int32_t *argmax, frcnn_tensor *dx);
 
+/* RoI align (Mask R-CNN) as torchvision.ops.roi_align: each bin the mean of grid_h x grid_w bilinear samples.
+ *   x (n, c, h, w)   rois (r, 5): (batch index, x1, y1, x2, y2) in input-image pixels   y (r, c, ph, pw)
+ * Coordinates are continuous (x2 is the right edge); with aligned, pixel centres sit at +0.5 as in torchvision's
+ * aligned=True. A batch index outside [0, n), a coordinate that is not finite or beyond 2^24 once scaled, or (with
+ * adaptive sampling) a RoI needing more than 256 samples a bin side is an error. The forward pass gives
+ * torchvision's float results bit for bit. The workspace holds one image's map, channels last: ask
+ * frcnn_roi_align_workspace_bytes for its size. */
+typedef struct frcnn_roi_align_params {
+    int pooled_h, pooled_w;
+    float spatial_scale;
+    int sampling_ratio; /* samples per bin side, at most 64; <= 0: ceil(RoI size / pooled), torchvision's -1 */
+    bool aligned;
+} frcnn_roi_align_params;
+
+/* 7x7 bins, spatial scale 1/16, sampling ratio 2, aligned (torchvision's Faster R-CNN box head, Detectron2). */
+FRCNN_API frcnn_roi_align_params frcnn_roi_align_params_default(void);
+/* Workspace bytes for forward and backward on a map of dims x_dims[4] (never smaller for a larger map). */
+FRCNN_API frcnn_status frcnn_roi_align_workspace_bytes(frcnn_ctx *ctx, const int64_t x_dims[4], size_t *bytes);
+/* y = RoI align of x. Overwrites y. */
+FRCNN_API frcnn_status frcnn_roi_align_forward(frcnn_ctx *ctx, const frcnn_roi_align_params *p, const frcnn_tensor *x,
+                                               const frcnn_tensor *rois, frcnn_tensor *y, void *ws, size_t ws_bytes);
+/* dx (n, c, h, w) += the gradient of y: each image's contributions are summed (RoIs in order) and then added.
+ * dx NULL checks the parameters, dy and the rois' shape and writes nothing. */
+FRCNN_API frcnn_status frcnn_roi_align_backward(frcnn_ctx *ctx, const frcnn_roi_align_params *p,
+                                                const frcnn_tensor *rois, const frcnn_tensor *dy, frcnn_tensor *dx,
+                                                void *ws, size_t ws_bytes);
+
 /* Softmax cross-entropy over the last dimension. logits (n, k); labels[n] in [0, k) or equal to ignore_label;
  * prob (n, k) receives the softmax (needed by backward). *loss = mean over non-ignored rows of -log p[label]
  * (0 when every row is ignored). A label outside [0, k) other than ignore_label is FRCNN_ERR_INVALID_ARG.
@@ -565,6 +592,16 @@ typedef enum frcnn_backbone {
 /* A short constant name: "vgg16", "small". */
 FRCNN_API const char *frcnn_backbone_name(frcnn_backbone backbone);
 
+/* How the RoI head reads each RoI's features from the feature map. */
+typedef enum frcnn_roi_op {
+    FRCNN_ROI_POOL = 0,        /* max pooling over integer bins: the paper's (caffe-fast-rcnn's roi_pooling_layer) */
+    FRCNN_ROI_ALIGN = 1,       /* RoI align, 2x2 bilinear samples a bin, pixel centres at +0.5 (Detectron2's) */
+    FRCNN_ROI_ALIGN_LEGACY = 2 /* the same without the half-pixel offset: torchvision's MultiScaleRoIAlign */
+} frcnn_roi_op;
+
+/* "pool", "align", "align-legacy"; NULL for an unknown value. */
+FRCNN_API const char *frcnn_roi_op_name(frcnn_roi_op op);
+
 typedef struct frcnn_config {
     frcnn_backbone backbone;
     int num_classes;           /* including background at index 0 (21 for Pascal VOC) */
@@ -585,6 +622,7 @@ typedef struct frcnn_config {
     frcnn_roi_target_params roi_targets;
     int max_gt_boxes;          /* GT boxes per image the model plans for (256) */
     int pooled_size;           /* RoI pooling bins per side (7) */
+    frcnn_roi_op roi_op;       /* RoI pooling or RoI align (pool; small: see docs/model.md) */
     int fc_channels;           /* fc6 and fc7 width (4096) */
     float dropout;             /* after fc6 and fc7, training only (0.5) */
     float head_sigma;          /* smooth-L1 sigma of the head (1) */

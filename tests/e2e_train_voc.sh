@@ -4,7 +4,7 @@
 # byte, and the same per-iteration log as an uninterrupted run. Also: a finished run rerun says so, --no-resume
 # refuses to start over checkpoints, a missing checkpoint folder is refused, local checkpoints under Colab are
 # warned about, SIGTERM saves and exits 0, a corrupt image stops the run (or is skipped when asked), --init-weights
-# starts from a file and resumes without it, and eval_voc and detect work on the result. Exit status 0 = passed.
+# starts from a file and resumes without it, a run keeps its RoI op when resumed, and eval_voc and detect work on the result. Exit status 0 = passed.
 set -u
 BUILD=${BUILD:-build}
 train=$BUILD/examples/train_voc
@@ -98,6 +98,19 @@ rm "$tmp/weights.ckpt" "$tmp/init/frcnn-000000000004.ckpt"
 "$train" "$@" --ckpt-dir "$tmp/init" --iters 4 --save-every 2 --init-weights "$tmp/weights.ckpt" \
     >"$tmp/init2.out" 2>&1 || fail "resume after the initial weights file was removed"
 grep -q "resumed from .*frcnn-000000000002.ckpt" "$tmp/init2.out" || fail "--init-weights run did not resume"
+
+# A run trained with RoI pooling resumes with the same command whatever the preset's default op; an explicit
+# different --roi-op is refused as a configuration change.
+mkdir "$tmp/pool"
+"$train" "$@" --ckpt-dir "$tmp/pool" --iters 4 --save-every 2 --roi-op pool >"$tmp/pool.out" 2>&1 || fail "--roi-op pool"
+grep -q "small preset (RoI pool)" "$tmp/pool.out" || fail "--roi-op pool was not used"
+rm "$tmp/pool/frcnn-000000000004.ckpt"
+"$train" "$@" --ckpt-dir "$tmp/pool" --iters 4 --save-every 2 >"$tmp/pool2.out" 2>&1 || fail "resume without --roi-op"
+grep -q "small preset (RoI pool)" "$tmp/pool2.out" || fail "the resumed run did not keep RoI pooling"
+rm "$tmp/pool/frcnn-000000000004.ckpt"
+"$train" "$@" --ckpt-dir "$tmp/pool" --iters 4 --save-every 2 --roi-op align >"$tmp/pool3.out" 2>&1 &&
+    fail "resumed a RoI pooling run with --roi-op align"
+grep -q "roi_op" "$tmp/pool3.out" || fail "the refusal does not name roi_op"
 
 # The trained checkpoint evaluates and draws.
 "$BUILD/examples/eval_voc" --voc-root "$tmp" --ckpt "$tmp/killed/$last" --split test --out "$tmp" --quiet \

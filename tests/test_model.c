@@ -236,30 +236,34 @@ static void test_head_gradients(void **state)
 {
     (void)state;
     frcnn_ctx *ctx = tu_ctx();
-    frcnn_config c = tiny_config();
-    c.fc_channels = 32;
-    c.roi_targets.batch_size = 16;
-    frcnn_model *m = make_model(ctx, &c, 11);
-    const float boxes[8] = {20, 16, 75, 70, 90, 40, 150, 110};
-    const int32_t labels[2] = {1, 3};
-    scene s;
-    make_scene(ctx, &s, 9, boxes, labels, 2);
-    /* Larger RPN conv weights keep its pre-ReLU values far from the kink relative to the finite-difference step. */
-    frcnn_param conv;
-    assert_int_equal(frcnn_model_find_param(m, "rpn.head.conv.weight", &conv), FRCNN_OK);
-    for (size_t i = 0; i < frcnn_tensor_numel(conv.value); i++)
-        frcnn_tensor_data(conv.value)[i] *= 10.0f;
-    grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true};
-    check_param_grad(&gc, "rpn.head.bbox_pred.weight", 8);
-    check_param_grad(&gc, "rpn.head.cls_logits.bias", 8);
-    check_param_grad(&gc, "rpn.head.conv.weight", 8);
-    gc.rpn = false;
-    check_param_grad(&gc, "roi_heads.box_predictor.bbox_pred.weight", 8);
-    check_param_grad(&gc, "roi_heads.box_predictor.cls_score.bias", 4);
-    check_param_grad(&gc, "roi_heads.box_head.fc7.weight", 8);
-    check_param_grad(&gc, "roi_heads.box_head.fc6.weight", 8);
-    frcnn_tensor_free(s.image);
-    frcnn_model_free(m);
+    for (int op = FRCNN_ROI_POOL; op <= FRCNN_ROI_ALIGN; op++) {
+        frcnn_config c = tiny_config();
+        c.fc_channels = 32;
+        c.roi_targets.batch_size = 16;
+        c.roi_op = (frcnn_roi_op)op;
+        frcnn_model *m = make_model(ctx, &c, 11);
+        const float boxes[8] = {20, 16, 75, 70, 90, 40, 150, 110};
+        const int32_t labels[2] = {1, 3};
+        scene s;
+        make_scene(ctx, &s, 9, boxes, labels, 2);
+        /* Larger RPN conv weights keep its pre-ReLU values far from the kink relative to the finite-difference
+         * step. */
+        frcnn_param conv;
+        assert_int_equal(frcnn_model_find_param(m, "rpn.head.conv.weight", &conv), FRCNN_OK);
+        for (size_t i = 0; i < frcnn_tensor_numel(conv.value); i++)
+            frcnn_tensor_data(conv.value)[i] *= 10.0f;
+        grad_case gc = {ctx, m, {s.image, 1.0f}, &s, true};
+        check_param_grad(&gc, "rpn.head.bbox_pred.weight", 8);
+        check_param_grad(&gc, "rpn.head.cls_logits.bias", 8);
+        check_param_grad(&gc, "rpn.head.conv.weight", 8);
+        gc.rpn = false;
+        check_param_grad(&gc, "roi_heads.box_predictor.bbox_pred.weight", 8);
+        check_param_grad(&gc, "roi_heads.box_predictor.cls_score.bias", 4);
+        check_param_grad(&gc, "roi_heads.box_head.fc7.weight", 8);
+        check_param_grad(&gc, "roi_heads.box_head.fc6.weight", 8);
+        frcnn_tensor_free(s.image);
+        frcnn_model_free(m);
+    }
     frcnn_ctx_free(ctx);
 }
 
@@ -297,6 +301,72 @@ static double backbone_loss(void *state)
 static void check_backbone_grad(backbone_case *bc, const char *name, size_t count)
 {
     check_grad(bc->m, backbone_loss, bc, name, count, 2e-4);
+}
+
+/* RoI align in the model: through the stage API, a smooth loss of the head's outputs on fixed RoIs, sum(cls * r1)
+ * + sum(box * r2), differentiated by head_backward + backbone_backward and by finite differences, for both align
+ * modes and both box conventions (inclusive boxes reach the kernel shifted to continuous coordinates, in the
+ * forward and the backward alike). */
+typedef struct align_case {
+    frcnn_ctx *ctx;
+    frcnn_model *m;
+    frcnn_input in;
+    const float *rois;
+    size_t r;
+    float *up; /* (r, K) then (r, 4K) */
+} align_case;
+
+static double align_loss(void *state)
+{
+    align_case *ac = state;
+    const frcnn_tensor *feature;
+    frcnn_head_outputs h;
+    assert_int_equal(frcnn_model_stage_begin(ac->m, &ac->in, true), FRCNN_OK);
+    assert_int_equal(frcnn_model_backbone_forward(ac->m, &feature), FRCNN_OK);
+    assert_int_equal(frcnn_model_head_forward(ac->m, ac->rois, ac->r, NULL, &h), FRCNN_OK);
+    size_t nc = frcnn_tensor_numel(h.cls), nb = frcnn_tensor_numel(h.box);
+    double loss = tu_dot(frcnn_tensor_data(h.cls), ac->up, nc) + tu_dot(frcnn_tensor_data(h.box), ac->up + nc, nb);
+    int64_t dc[2] = {(int64_t)ac->r, frcnn_tensor_dim(h.cls, 1)}, db[2] = {(int64_t)ac->r, frcnn_tensor_dim(h.box, 1)};
+    frcnn_tensor *d_cls, *d_box;
+    assert_int_equal(frcnn_tensor_wrap(ac->ctx, ac->up, 2, dc, &d_cls), FRCNN_OK);
+    assert_int_equal(frcnn_tensor_wrap(ac->ctx, ac->up + nc, 2, db, &d_box), FRCNN_OK);
+    assert_int_equal(frcnn_model_head_backward(ac->m, d_cls, d_box), FRCNN_OK);
+    assert_int_equal(frcnn_model_backbone_backward(ac->m), FRCNN_OK);
+    frcnn_tensor_free(d_cls);
+    frcnn_tensor_free(d_box);
+    return loss;
+}
+
+static void test_roi_align_gradients(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    /* Corners off the feature grid, one box crossing the image's edge, one smaller than a feature cell. */
+    const float rois[4 * 4] = {20.3f, 16.7f, 75.2f, 70.9f, 90.5f, 40.1f, 170.0f, 130.0f, 33.0f, 50.0f, 41.5f, 55.0f,
+                               0.0f, 0.0f, 159.0f, 127.0f};
+    const frcnn_roi_op ops[2] = {FRCNN_ROI_ALIGN, FRCNN_ROI_ALIGN_LEGACY};
+    for (int conv = 0; conv <= 1; conv++) {
+        frcnn_config c = tiny_config();
+        c.roi_op = ops[conv];
+        c.box_convention = conv ? FRCNN_BOXES_CONTINUOUS : FRCNN_BOXES_INCLUSIVE;
+        c.fc_channels = 32;
+        c.dropout = 0.0f;
+        frcnn_model *m = make_model(ctx, &c, 13);
+        frcnn_tensor *img = tu_tensor(ctx, 4, 1, 3, IMG_H, IMG_W);
+        tu_fill_uniform(frcnn_tensor_data(img), frcnn_tensor_numel(img), 8, -0.5f, 0.5f);
+        size_t k = (size_t)c.num_classes;
+        float *up = calloc(4 * 5 * k, sizeof(float));
+        assert_non_null(up);
+        tu_fill_uniform(up, 4 * 5 * k, 30 + (uint64_t)conv, -1.0f, 1.0f);
+        align_case ac = {ctx, m, {img, 1.0f}, rois, 4, up};
+        check_grad(m, align_loss, &ac, "roi_heads.box_head.fc6.weight", 8, 2e-4);
+        check_grad(m, align_loss, &ac, "backbone.features.12.weight", 8, 2e-4);
+        check_grad(m, align_loss, &ac, "backbone.features.9.bias", 4, 2e-4);
+        free(up);
+        frcnn_tensor_free(img);
+        frcnn_model_free(m);
+    }
+    frcnn_ctx_free(ctx);
 }
 
 static void test_backbone_gradients(void **state)
@@ -602,6 +672,10 @@ static void test_config_conventions_validated(void **state)
         c = tiny_config();
         c.pool_floor = bad[i];
         tu_expect_error_msg(ctx, frcnn_config_validate(ctx, &c), FRCNN_ERR_INVALID_ARG, "pool_floor");
+        c = tiny_config();
+        c.roi_op = (frcnn_roi_op)(bad[i] + 1); /* 3, 0 (valid: skipped), 8 */
+        if (c.roi_op != FRCNN_ROI_POOL)
+            tu_expect_error_msg(ctx, frcnn_config_validate(ctx, &c), FRCNN_ERR_INVALID_ARG, "roi_op");
     }
     frcnn_ctx_free(ctx);
 }
@@ -745,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_head_gradients),
         cmocka_unit_test(test_backbone_gradients),
+        cmocka_unit_test(test_roi_align_gradients),
         cmocka_unit_test(test_stage_api),
         cmocka_unit_test(test_same_seed_same_bits),
         cmocka_unit_test(test_overfit_detects_every_object),

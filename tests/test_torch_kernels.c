@@ -323,6 +323,54 @@ static void test_roi_pool(void **state)
     for_each_case("torch/roi_pool.ckpt", 4, roi_pool_case);
 }
 
+/* ----- RoI align ---------------------------------------------------------------------------------------------- */
+
+static void roi_align_case(frcnn_ctx *ctx, tu_fixture *f, int c)
+{
+    char k[64], label[LABEL_CAP];
+    case_label(f, "roi_align", c, label);
+    frcnn_roi_align_params p = frcnn_roi_align_params_default();
+    p.pooled_h = (int)tu_fixture_int(f, key(k, c, "pooled_h"));
+    p.pooled_w = (int)tu_fixture_int(f, key(k, c, "pooled_w"));
+    p.spatial_scale = (float)tu_fixture_real(f, key(k, c, "spatial_scale")); /* 1/16 or 1/8: exact */
+    p.sampling_ratio = (int)tu_fixture_int(f, key(k, c, "sampling_ratio"));
+    p.aligned = tu_fixture_int(f, key(k, c, "aligned")) != 0;
+
+    frcnn_tensor *x = tu_fixture_tensor(f, key(k, c, "x"), 4, NULL);
+    frcnn_tensor *rois = tu_fixture_tensor(f, key(k, c, "rois"), 2, (int64_t[]){-1, 5});
+    int64_t xd[4];
+    dims_of(x, xd);
+    const int64_t yd[4] = {frcnn_tensor_dim(rois, 0), xd[1], p.pooled_h, p.pooled_w};
+    frcnn_tensor *y_ref = tu_fixture_tensor(f, key(k, c, "y"), 4, yd);
+    frcnn_tensor *dy = tu_fixture_tensor(f, key(k, c, "dy"), 4, yd);
+    frcnn_tensor *dx_ref = tu_fixture_tensor(f, key(k, c, "dx"), 4, xd);
+    frcnn_tensor *y = tu_tensor(ctx, 4, yd[0], yd[1], yd[2], yd[3]);
+    frcnn_tensor *dx = tu_tensor(ctx, 4, xd[0], xd[1], xd[2], xd[3]);
+    size_t ws_bytes;
+    expect_ok(ctx, frcnn_roi_align_workspace_bytes(ctx, xd, &ws_bytes), label, "workspace_bytes");
+    void *ws = malloc(ws_bytes);
+    assert_non_null(ws);
+    expect_ok(ctx, frcnn_roi_align_forward(ctx, &p, x, rois, y, ws, ws_bytes), label, "forward");
+    expect_ok(ctx, frcnn_roi_align_backward(ctx, &p, rois, dy, dx, ws, ws_bytes), label, "backward");
+    free(ws);
+
+    /* The same float operations in the same order as torchvision's kernel. */
+    char what[160];
+    snprintf(what, sizeof what, "%s: y", label);
+    tu_assert_identical(what, frcnn_tensor_data(y), frcnn_tensor_data(y_ref), frcnn_tensor_numel(y));
+    check_tensor(label, "dx", dx, dx_ref); /* the reference summed in float64 */
+
+    frcnn_tensor *all[] = {x, rois, y_ref, dy, dx_ref, y, dx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        frcnn_tensor_free(all[i]);
+}
+
+static void test_roi_align(void **state)
+{
+    (void)state;
+    for_each_case("torch/roi_align.ckpt", 5, roi_align_case);
+}
+
 /* ----- fully connected ---------------------------------------------------------------------------------------- */
 
 static void linear_case(frcnn_ctx *ctx, tu_fixture *f, int c)
@@ -459,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_roi_pool),
+        cmocka_unit_test(test_roi_align),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_smooth_l1),

@@ -70,6 +70,7 @@ static frcnn_config torchvision_config(void)
     c.frozen_convs = 0;
     c.norm_groups = 0;
     c.pool_floor = 1;
+    c.roi_op = FRCNN_ROI_POOL; /* the fixture's model pools with torchvision.ops.roi_pool */
     c.box_convention = FRCNN_BOXES_CONTINUOUS;
     c.anchors = frcnn_anchor_params_default();
     c.anchors.scales[0] = 2.0f; /* sizes 32, 64, 128 */

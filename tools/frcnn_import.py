@@ -42,6 +42,7 @@ BGR255_STD = tuple(255 * v for v in reversed(TV_STD))
 
 TV_ANCHOR_SIZES, TV_ASPECT_RATIOS = (128, 256, 512), (0.5, 1.0, 2.0)
 BOXES_INCLUSIVE, BOXES_CONTINUOUS = 0, 1
+ROI_POOL = 0  # frcnn_roi_op: the builder pools with torchvision.ops.roi_pool
 MAX_ANCHOR_SHAPES = 8
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -116,7 +117,7 @@ def vgg16_config():
     c.update({"roi_targets.stds.%d" % i: v for i, v in enumerate((0.1, 0.1, 0.2, 0.2))})
     c.update({"max_gt_boxes": 256, "pooled_size": POOLED, "fc_channels": FC, "dropout": 0.5, "head_sigma": 1.0,
               "score_threshold": 0.05, "test_nms_iou": 0.3, "max_detections": 100, "norm_groups": 0,
-              "box_convention": BOXES_INCLUSIVE, "pool_floor": 0})
+              "box_convention": BOXES_INCLUSIVE, "pool_floor": 0, "roi_op": ROI_POOL})
     return c
 
 
@@ -356,8 +357,8 @@ def cmd_from_torchvision(args):
 
 
 def config_of(meta, source):
-    """The config.* values of a checkpoint (box_convention and pool_floor 0 when absent: files from before they
-    existed)."""
+    """The config.* values of a checkpoint (box_convention, pool_floor, norm_groups and roi_op 0 when absent: files
+    from before they existed)."""
     config = {k[len("config."):]: v for k, v in meta.items() if k.startswith("config.")}
     for key in ("backbone", "num_classes", "anchors.n_ratios", "anchors.n_scales"):
         if not isinstance(config.get(key), float):
@@ -365,12 +366,13 @@ def config_of(meta, source):
     config.setdefault("box_convention", float(BOXES_INCLUSIVE))
     config.setdefault("pool_floor", 0.0)
     config.setdefault("norm_groups", 0.0)
+    config.setdefault("roi_op", float(ROI_POOL))
     return config
 
 
 # What changes the outputs of inference; the input scale and the anchor sizes are the builder's arguments.
 INFERENCE_KEYS = (["pixel_means.%d" % i for i in range(3)] + ["pixel_stds.%d" % i for i in range(3)] +
-                  ["box_convention", "pool_floor", "anchors.n_ratios"] + ["anchors.ratios.%d" % i for i in range(3)] +
+                  ["box_convention", "pool_floor", "roi_op", "anchors.n_ratios"] + ["anchors.ratios.%d" % i for i in range(3)] +
                   ["test_proposals." + k for k in ("pre_nms_top_n", "post_nms_top_n", "nms_iou", "min_size")] +
                   ["score_threshold", "test_nms_iou", "max_detections"])
 

@@ -151,10 +151,23 @@ static int take_conventions(run *r)
     return 0;
 }
 
+/* Without --roi-op, a resumed run keeps the RoI op it was trained with: the small preset's default changed from
+ * pooling to align, and a run started before must still resume with the same command. */
+static int take_roi_op(run *r)
+{
+    frcnn_config c;
+    if (frcnn_ckpt_read_config(r->ctx, r->resume_from, &c) != FRCNN_OK)
+        return fail(r, "resume");
+    r->config.roi_op = c.roi_op;
+    return 0;
+}
+
 static int create_objects(run *r)
 {
     r->config = options_config(&r->opt, frcnn_dataset_num_classes(r->data));
     if (r->opt.init_weights && take_conventions(r))
+        return 1;
+    if (r->resuming && !r->opt.roi_op && take_roi_op(r))
         return 1;
     if (frcnn_config_validate(r->ctx, &r->config) != FRCNN_OK)
         return fail(r, "configuration");
@@ -448,9 +461,10 @@ static int run_main(run *r)
     check_space(r);
     if (!trainlog_open(&r->log, r->log_path, r->iteration))
         return 1;
-    printf("training %s preset, %d classes, %s, %" PRIu64 " iterations (%.2f epochs of %" PRIu64 "), lr %g; "
-           "log %s\n",
-           frcnn_backbone_name(r->config.backbone), r->config.num_classes - 1, r->opt.optim, r->total,
+    printf("training %s preset (RoI %s), %d classes, %s, %" PRIu64 " iterations (%.2f epochs of %" PRIu64 "), "
+           "lr %g; log %s\n",
+           frcnn_backbone_name(r->config.backbone), frcnn_roi_op_name(r->config.roi_op), r->config.num_classes - 1,
+           r->opt.optim, r->total,
            (double)r->total * r->opt.accumulate / (double)frcnn_sampler_epoch_length(r->sampler),
            frcnn_sampler_epoch_length(r->sampler), r->schedule.base_lr, r->log_path);
     fflush(stdout);

@@ -28,6 +28,7 @@ static const char usage[] =
     "  --anchor-scales A,B,..          anchor sizes in units of 16 px (small 2,4,8,16; vgg16 8,16,32)\n"
     "  --roi-batch N         RoIs sampled per image for the head (128)\n"
     "  --fc N                width of fc6 and fc7 (small 1024, vgg16 4096)\n"
+    "  --roi-op pool|align|align-legacy   how the head reads a RoI's features (RoI pooling, the paper's)\n"
     "  --norm-groups G       GroupNorm after each backbone convolution with G groups; 0: none\n"
     "  --dropout P           dropout after fc6 and fc7 (0.5)\n"
     "  --init-weights FILE   start from these weights (pretrained or an earlier run), counters at zero\n"
@@ -157,7 +158,8 @@ int options_parse(int argc, char **argv, train_options *o)
             {"--voc-root", &o->voc_root}, {"--ckpt-dir", &o->ckpt_dir}, {"--year", &o->year},
             {"--split", &o->split}, {"--preset", &o->preset}, {"--classes", &o->classes_file},
             {"--log", &o->log_path}, {"--resume", &o->resume_path}, {"--init-weights", &o->init_weights},
-            {"--prefix", &o->prefix}, {"--optim", &o->optim}, {"--lr-policy", &o->lr_policy}};
+            {"--prefix", &o->prefix}, {"--optim", &o->optim}, {"--lr-policy", &o->lr_policy},
+            {"--roi-op", &o->roi_op}};
         for (size_t k = 0; k < sizeof strings / sizeof strings[0] && !matched; k++)
             if (!strcmp(a, strings[k].name)) {
                 *strings[k].dst = v;
@@ -222,6 +224,8 @@ int options_parse(int argc, char **argv, train_options *o)
     if (o->lr_policy && strcmp(o->lr_policy, "step") && strcmp(o->lr_policy, "cosine") &&
         strcmp(o->lr_policy, "constant"))
         return bad("--lr-policy is '%s'; choose step, cosine or constant%s", o->lr_policy, "");
+    if (o->roi_op && strcmp(o->roi_op, "pool") && strcmp(o->roi_op, "align") && strcmp(o->roi_op, "align-legacy"))
+        return bad("--roi-op is '%s'; choose pool, align or align-legacy%s", o->roi_op, "");
     if (o->iters && o->epochs)
         return bad("give --iters or --epochs, not both%s%s", "", "");
     if (o->overwrite && !o->no_resume)
@@ -254,6 +258,9 @@ frcnn_config options_config(const train_options *o, int num_classes)
         c.fc_channels = o->fc_channels;
     if (o->norm_groups >= 0)
         c.norm_groups = o->norm_groups;
+    for (int op = FRCNN_ROI_POOL; o->roi_op && frcnn_roi_op_name((frcnn_roi_op)op); op++)
+        if (!strcmp(o->roi_op, frcnn_roi_op_name((frcnn_roi_op)op)))
+            c.roi_op = (frcnn_roi_op)op;
     if (o->dropout >= 0)
         c.dropout = o->dropout;
     if (o->n_anchor_scales) {

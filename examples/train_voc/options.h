@@ -27,6 +27,7 @@ typedef struct train_options {
     int short_side, max_side; /* 0: the preset's */
     int roi_batch, fc_channels; /* 0: the preset's */
     int norm_groups;      /* -1: the preset's */
+    const char *roi_op;   /* NULL: the preset's */
     float dropout;        /* < 0: the preset's */
     float anchor_scales[FRCNN_MAX_ANCHOR_SHAPES];
     int n_anchor_scales;  /* 0: the preset's */

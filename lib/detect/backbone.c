@@ -39,7 +39,7 @@ frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, 
         const frcnn__conv_layer *l = &m->convs[i];
         frcnn_tensor *out = &m->a.out[i], *conv = l->norm >= 0 ? &m->a.conv[i] : out;
         st = frcnn_conv2d_forward(ctx, &conv3x3, layer_input(m, image, i), frcnn__param_value(m, l->weight),
-                                  frcnn__param_value(m, l->weight + 1), conv, m->conv_ws, m->conv_ws_bytes);
+                                  frcnn__param_value(m, l->weight + 1), conv, m->kernel_ws, m->kernel_ws_bytes);
         if (st == FRCNN_OK && l->norm >= 0)
             st = frcnn_groupnorm_forward(ctx, &norm, conv, frcnn__param_value(m, l->norm),
                                          frcnn__param_value(m, l->norm + 1), out, &m->a.norm_mean[i],
@@ -99,7 +99,7 @@ frcnn_status frcnn__backbone_backward(frcnn_model *m, const frcnn_tensor *image)
         if (st == FRCNN_OK)
             st = frcnn_conv2d_backward(ctx, &conv3x3, x, frcnn__param_value(m, l->weight), &d_out,
                                        need_dx ? &dx : NULL, frcnn__param_grad(m, l->weight),
-                                       frcnn__param_grad(m, l->weight + 1), m->conv_ws, m->conv_ws_bytes);
+                                       frcnn__param_grad(m, l->weight + 1), m->kernel_ws, m->kernel_ws_bytes);
         float *t = grad;
         grad = spare;
         spare = t;

@@ -256,6 +256,7 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     int rois = train ? cfg->roi_targets.batch_size : pp->post_nms_top_n;
     int p = cfg->pooled_size, f = cfg->fc_channels;
     carve_view(c, &a->rois, 2, rois, 5, 0, 0);
+    carve_view(c, &a->align_rois, 2, rois, 5, 0, 0);
     carve_view(c, &a->pool5, 4, rois, fc, p, p);
     carve_view(c, &a->fc6, 2, rois, f, 0, 0);
     carve_view(c, &a->fc7, 2, rois, f, 0, 0);
@@ -284,7 +285,9 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     carve_view(c, &a->roi_targets, 2, rois, 4 * (int64_t)k, 0, 0);
     carve_view(c, &a->roi_in_w, 2, rois, 4 * (int64_t)k, 0, 0);
     carve_view(c, &a->d_pool5, 4, rois, fc, p, p);
-    a->pool5_argmax = carve(c, (size_t)rois * (size_t)fc * (size_t)p * (size_t)p * sizeof(int32_t));
+    a->pool5_argmax = cfg->roi_op == FRCNN_ROI_POOL /* RoI align's backward needs only the rois */
+                          ? carve(c, (size_t)rois * (size_t)fc * (size_t)p * (size_t)p * sizeof(int32_t))
+                          : NULL;
     carve_view(c, &a->mask6, 2, rois, f, 0, 0);
     carve_view(c, &a->mask7, 2, rois, f, 0, 0);
     carve_view(c, &a->d_fc6, 2, rois, f, 0, 0);
@@ -352,11 +355,14 @@ frcnn_status frcnn_model_create(frcnn_ctx *ctx, const frcnn_config *config, uint
     m->plan_short = config->short_side;
     m->plan_long = config->max_side;
     size_t bytes = 0, anchors_n = 0;
+    int64_t feat_h = 0, feat_w = 0;
     for (int turn = 0; turn < 2; turn++) {
         carver c = {NULL, 0};
         layout(m, turn ? m->plan_long : m->plan_short, turn ? m->plan_short : m->plan_long, true, &c);
         bytes = c.used > bytes ? c.used : bytes;
         anchors_n = m->a.anchors_n > anchors_n ? m->a.anchors_n : anchors_n;
+        feat_h = m->a.fh > feat_h ? m->a.fh : feat_h;
+        feat_w = m->a.fw > feat_w ? m->a.fw : feat_w;
     }
     m->act_bytes = bytes;
     m->act_mem = frcnn__alloc(ctx, bytes);
@@ -374,10 +380,17 @@ frcnn_status frcnn_model_create(frcnn_ctx *ctx, const frcnn_config *config, uint
         size_t need;
         if ((st = frcnn_conv2d_workspace_bytes(ctx, &p, x, w, &need)) != FRCNN_OK)
             goto fail;
-        m->conv_ws_bytes = need > m->conv_ws_bytes ? need : m->conv_ws_bytes;
+        m->kernel_ws_bytes = need > m->kernel_ws_bytes ? need : m->kernel_ws_bytes;
     }
-    m->conv_ws = frcnn__alloc(ctx, m->conv_ws_bytes);
-    if (!m->conv_ws) {
+    if (config->roi_op != FRCNN_ROI_POOL) { /* a map of the largest height and the largest width bounds them all */
+        const int64_t feat[4] = {1, m->convs[m->n_convs - 1].cout, feat_h, feat_w};
+        size_t need;
+        if ((st = frcnn_roi_align_workspace_bytes(ctx, feat, &need)) != FRCNN_OK)
+            goto fail;
+        m->kernel_ws_bytes = need > m->kernel_ws_bytes ? need : m->kernel_ws_bytes;
+    }
+    m->kernel_ws = frcnn__alloc(ctx, m->kernel_ws_bytes);
+    if (!m->kernel_ws) {
         st = FRCNN_ERR_NO_MEMORY;
         goto fail;
     }
@@ -401,7 +414,7 @@ void frcnn_model_free(frcnn_model *m)
         frcnn__free(ctx, m->params, m->params_cap * sizeof *m->params);
     }
     frcnn__free(ctx, m->act_mem, m->act_bytes);
-    frcnn__free(ctx, m->conv_ws, m->conv_ws_bytes);
+    frcnn__free(ctx, m->kernel_ws, m->kernel_ws_bytes);
     frcnn_arena_free(m->scratch);
     frcnn__free(ctx, m, sizeof *m);
 }
@@ -421,7 +434,7 @@ size_t frcnn_model_param_bytes(const frcnn_model *m)
 
 size_t frcnn_model_activation_bytes(const frcnn_model *m)
 {
-    return m ? m->act_bytes + frcnn_arena_capacity(m->scratch) + m->conv_ws_bytes : 0;
+    return m ? m->act_bytes + frcnn_arena_capacity(m->scratch) + m->kernel_ws_bytes : 0;
 }
 
 size_t frcnn_model_param_count(const frcnn_model *m)

@@ -53,6 +53,7 @@ typedef struct frcnn__acts {
     float *proposals;                       /* (post_nms_top_n, 4) */
     float *proposal_scores;
     frcnn__view rois;                       /* (n_rois, 5) */
+    frcnn__view align_rois;                 /* (n_rois, 5): the rois in continuous coordinates, for RoI align */
     float *roi_boxes;                       /* (batch, 4) sampled */
     int32_t *roi_labels;
     frcnn__view roi_targets, roi_in_w;      /* (n_rois, 4K) */
@@ -89,8 +90,8 @@ struct frcnn_model {
     unsigned char *act_mem;      /* activations: one block carved anew at every step */
     size_t act_bytes;
     frcnn_arena *scratch;        /* NMS, targets */
-    void *conv_ws;
-    size_t conv_ws_bytes;
+    void *kernel_ws;             /* the convolutions' and RoI align's workspace, sized for the largest input */
+    size_t kernel_ws_bytes;
     frcnn__acts a;
     frcnn__stage stage;
 };

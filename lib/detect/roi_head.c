@@ -1,4 +1,4 @@
-/* The RoI head: RoI max pooling of the feature map, fc6 and fc7 with ReLU and dropout, and the two outputs
+/* The RoI head: RoI max pooling (or RoI align) of the feature map, fc6 and fc7 with ReLU and dropout, and the two outputs
  * (class scores, class-specific box deltas); forward and backward. */
 #include "model_internal.h"
 
@@ -15,6 +15,34 @@ static frcnn_roi_pool_params pool_params(const frcnn_model *m)
     p.pooled_h = p.pooled_w = m->cfg.pooled_size;
     p.spatial_scale = 1.0f / (float)m->cfg.feat_stride;
     return p;
+}
+
+static frcnn_roi_align_params align_params(const frcnn_model *m)
+{
+    frcnn_roi_align_params p = frcnn_roi_align_params_default();
+    p.pooled_h = p.pooled_w = m->cfg.pooled_size;
+    p.spatial_scale = 1.0f / (float)m->cfg.feat_stride;
+    p.aligned = m->cfg.roi_op == FRCNN_ROI_ALIGN;
+    return p;
+}
+
+/* The RoIs as RoI align reads them, in continuous coordinates: an inclusive box's last pixel x2 ends at x2 + 1.
+ * Written by the forward pass, read again by the backward. */
+static const frcnn_tensor *align_rois(frcnn_model *m)
+{
+    frcnn__acts *a = &m->a;
+    if (m->cfg.box_convention == FRCNN_BOXES_CONTINUOUS)
+        return &a->rois;
+    for (int64_t i = 0; i < a->rois.dims[0]; i++) {
+        const float *r = &a->rois.data[5 * i];
+        float *o = &a->align_rois.data[5 * i];
+        o[0] = r[0];
+        o[1] = r[1];
+        o[2] = r[2];
+        o[3] = r[3] + 1.0f;
+        o[4] = r[4] + 1.0f;
+    }
+    return &a->align_rois;
 }
 
 /* One fully connected layer with ReLU and (in training) dropout, in place. */
@@ -34,9 +62,15 @@ frcnn_status frcnn__head_forward(frcnn_model *m, const frcnn_tensor *feature, bo
 {
     frcnn__acts *a = &m->a;
     const frcnn__heads *h = &m->heads;
-    frcnn_roi_pool_params pp = pool_params(m);
-    frcnn_status st = frcnn_roi_pool_forward(m->ctx, &pp, feature, &a->rois, &a->pool5,
-                                             train ? a->pool5_argmax : NULL);
+    frcnn_status st;
+    if (m->cfg.roi_op == FRCNN_ROI_POOL) {
+        frcnn_roi_pool_params pp = pool_params(m);
+        st = frcnn_roi_pool_forward(m->ctx, &pp, feature, &a->rois, &a->pool5, train ? a->pool5_argmax : NULL);
+    } else {
+        frcnn_roi_align_params ap = align_params(m);
+        st = frcnn_roi_align_forward(m->ctx, &ap, feature, align_rois(m), &a->pool5, m->kernel_ws,
+                                     m->kernel_ws_bytes);
+    }
     if (st == FRCNN_OK)
         st = fc_relu_dropout(m, &a->pool5, h->fc6, &a->fc6, &a->mask6, train, rng);
     if (st == FRCNN_OK)
@@ -80,8 +114,13 @@ frcnn_status frcnn__head_backward(frcnn_model *m, const frcnn_tensor *d_cls, con
         st = fc_backward(m, &a->fc6, h->fc7, &a->fc7, &a->d_fc7, &a->mask7, &a->d_fc6);
     if (st == FRCNN_OK)
         st = fc_backward(m, &a->pool5, h->fc6, &a->fc6, &a->d_fc6, &a->mask6, &a->d_pool5);
-    frcnn_roi_pool_params pp = pool_params(m);
-    if (st == FRCNN_OK)
-        st = frcnn_roi_pool_backward(m->ctx, &pp, &a->rois, &a->d_pool5, a->pool5_argmax, d_feature);
-    return st;
+    if (st != FRCNN_OK)
+        return st;
+    if (m->cfg.roi_op == FRCNN_ROI_POOL) {
+        frcnn_roi_pool_params pp = pool_params(m);
+        return frcnn_roi_pool_backward(m->ctx, &pp, &a->rois, &a->d_pool5, a->pool5_argmax, d_feature);
+    }
+    frcnn_roi_align_params ap = align_params(m);
+    const frcnn_tensor *rois = m->cfg.box_convention == FRCNN_BOXES_CONTINUOUS ? &a->rois : &a->align_rois;
+    return frcnn_roi_align_backward(m->ctx, &ap, rois, &a->d_pool5, d_feature, m->kernel_ws, m->kernel_ws_bytes);
 }

@@ -15,8 +15,8 @@ frcnn_status frcnn__rpn_forward(frcnn_model *m, const frcnn_tensor *feature)
     frcnn__acts *a = &m->a;
     const frcnn__heads *h = &m->heads;
     frcnn_status st = frcnn_conv2d_forward(ctx, &conv3x3, feature, frcnn__param_value(m, h->rpn_conv),
-                                           frcnn__param_value(m, h->rpn_conv + 1), &a->rpn_h, m->conv_ws,
-                                           m->conv_ws_bytes);
+                                           frcnn__param_value(m, h->rpn_conv + 1), &a->rpn_h, m->kernel_ws,
+                                           m->kernel_ws_bytes);
     if (st == FRCNN_OK)
         st = frcnn_relu_forward(ctx, &a->rpn_h, &a->rpn_h);
     if (st == FRCNN_OK)
@@ -75,6 +75,6 @@ frcnn_status frcnn__rpn_backward(frcnn_model *m, const frcnn_tensor *feature, co
     if (st == FRCNN_OK)
         st = frcnn_conv2d_backward(ctx, &conv3x3, feature, frcnn__param_value(m, h->rpn_conv), &a->d_rpn_h,
                                    d_feature, frcnn__param_grad(m, h->rpn_conv),
-                                   frcnn__param_grad(m, h->rpn_conv + 1), m->conv_ws, m->conv_ws_bytes);
+                                   frcnn__param_grad(m, h->rpn_conv + 1), m->kernel_ws, m->kernel_ws_bytes);
     return st;
 }

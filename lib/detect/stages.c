@@ -96,10 +96,10 @@ frcnn_status frcnn_model_head_forward(frcnn_model *m, const float *rois, size_t 
         if (!isfinite(rois[i]))
             return frcnn__error(m->ctx, FRCNN_ERR_NOT_FINITE, "head_forward: RoI %zu has a non-finite coordinate",
                                 i / 4);
-    frcnn__view *views[] = {&a->rois, &a->pool5, &a->fc6, &a->fc7, &a->cls, &a->box, &a->cls_prob,
+    frcnn__view *views[] = {&a->rois, &a->align_rois, &a->pool5, &a->fc6, &a->fc7, &a->cls, &a->box, &a->cls_prob,
                             &a->roi_targets, &a->roi_in_w, &a->d_pool5, &a->mask6, &a->mask7, &a->d_fc6,
                             &a->d_fc7, &a->d_cls, &a->d_box};
-    size_t n_views = m->stage.train ? sizeof views / sizeof views[0] : 7; /* inference plans only the first 7 */
+    size_t n_views = m->stage.train ? sizeof views / sizeof views[0] : 8; /* inference plans only the first 8 */
     for (size_t i = 0; i < n_views; i++)
         frcnn__view_rows(views[i], (int64_t)r);
     for (size_t i = 0; i < r; i++) {

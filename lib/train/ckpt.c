@@ -57,7 +57,7 @@ static const config_field config_fields[] = {
     CI("fc_channels", fc_channels), CF("dropout", dropout), CF("head_sigma", head_sigma),
     CF("score_threshold", score_threshold), CF("test_nms_iou", test_nms_iou), CI("max_detections", max_detections),
     CI_ADDED("norm_groups", norm_groups), CI_ADDED("box_convention", box_convention),
-    CI_ADDED("pool_floor", pool_floor),
+    CI_ADDED("pool_floor", pool_floor), CI_ADDED("roi_op", roi_op),
 };
 
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])

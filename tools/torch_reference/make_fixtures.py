@@ -310,6 +310,48 @@ def make_roi_pool():
     fx.write()
 
 
+# (label, feature h, w, stride (1 / spatial_scale), pooled_h, pooled_w, sampling_ratio, aligned)
+ALIGN_CASES = [
+    ("7x7 at 1/16, 2x2 samples, aligned", 12, 16, 16, 7, 7, 2, True),
+    ("3x5 at 1/16, adaptive samples, aligned", 12, 16, 16, 3, 5, -1, True),
+    ("7x7 at 1/8, 2x2 samples, legacy", 16, 20, 8, 7, 7, 2, False),
+    ("3x5 at 1/8, adaptive samples, legacy", 16, 20, 8, 3, 5, -1, False),
+    ("4x4 at 1/16, 1 sample, aligned", 12, 16, 16, 4, 4, 1, True),
+]
+
+
+def make_roi_align():
+    """RoI align: y from torchvision's float32 kernel; dx from its float64 backward (ours sums in float)."""
+    fx = Fixture("roi_align", "RoI align forward and backward vs torchvision.ops.roi_align")
+    fx.put("cases", len(ALIGN_CASES))
+    for i, (label, fh, fw, stride, ph, pw, ratio, aligned) in enumerate(ALIGN_CASES):
+        torch.manual_seed(3500 + i)
+        scale = 1.0 / stride
+        x = uniform((ROI_BATCH, ROI_CHANNELS, fh, fw), -1, 1)
+        rois = roi_boxes(fh * stride, fw * stride, ROI_RANDOM)
+        y = torchvision.ops.roi_align(x, rois, (ph, pw), scale, ratio, aligned)
+        dy = uniform(tuple(y.shape), -1, 1)
+        x64 = x.double().requires_grad_()
+        y64 = torchvision.ops.roi_align(x64, rois.double(), (ph, pw), scale, ratio, aligned)
+        y64.backward(dy.double())
+        assert max_err(y, y64) < 1e-5
+        p = "c%d." % i
+        fx.put(p + "label", label)
+        fx.put(p + "pooled_h", ph)
+        fx.put(p + "pooled_w", pw)
+        fx.put(p + "spatial_scale", scale)
+        fx.put(p + "sampling_ratio", ratio)
+        fx.put(p + "aligned", int(aligned))
+        fx.tensor(p + "x", f32(x))
+        fx.tensor(p + "rois", f32(rois))
+        fx.tensor(p + "y", f32(y))
+        fx.tensor(p + "dy", f32(dy))
+        fx.tensor(p + "dx", f32(x64.grad))
+        print("    roi_align c%d %-40s %d rois, %d zero outputs of %d" %
+              (i, label, rois.shape[0], int((y == 0).sum()), y.numel()))
+    fx.write()
+
+
 # ----- 4. fully connected, softmax cross-entropy, smooth L1 -------------------------------------------------------
 
 # (label, x shape, out features)
@@ -567,6 +609,7 @@ def main():
     make_conv2d()
     make_maxpool()
     make_roi_pool()
+    make_roi_align()
     make_linear()
     make_softmax_xent()
     make_smooth_l1()
