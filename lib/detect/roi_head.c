@@ -1,5 +1,5 @@
-/* The RoI head: RoI max pooling (or RoI align) of the feature map, fc6 and fc7 with ReLU and dropout, and the two outputs
- * (class scores, class-specific box deltas); forward and backward. */
+/* The RoI head: RoI max pooling (or RoI align) of the feature map, fc6 and fc7 with ReLU and dropout, and the two
+ * outputs (class scores, class-specific box deltas); forward and backward. */
 #include "model_internal.h"
 
 /* d *= mask, elementwise: the backward of dropout when its gradient is updated in place. */
@@ -27,13 +27,13 @@ static frcnn_roi_align_params align_params(const frcnn_model *m)
 }
 
 /* The RoIs as RoI align reads them, in continuous coordinates: an inclusive box's last pixel x2 ends at x2 + 1.
- * Written by the forward pass, read again by the backward. */
-static const frcnn_tensor *align_rois(frcnn_model *m)
+ * The forward pass fills them, the backward reads them again. */
+static const frcnn_tensor *align_rois(frcnn_model *m, bool fill)
 {
     frcnn__acts *a = &m->a;
     if (m->cfg.box_convention == FRCNN_BOXES_CONTINUOUS)
         return &a->rois;
-    for (int64_t i = 0; i < a->rois.dims[0]; i++) {
+    for (int64_t i = 0; fill && i < a->rois.dims[0]; i++) {
         const float *r = &a->rois.data[5 * i];
         float *o = &a->align_rois.data[5 * i];
         o[0] = r[0];
@@ -68,7 +68,7 @@ frcnn_status frcnn__head_forward(frcnn_model *m, const frcnn_tensor *feature, bo
         st = frcnn_roi_pool_forward(m->ctx, &pp, feature, &a->rois, &a->pool5, train ? a->pool5_argmax : NULL);
     } else {
         frcnn_roi_align_params ap = align_params(m);
-        st = frcnn_roi_align_forward(m->ctx, &ap, feature, align_rois(m), &a->pool5, m->kernel_ws,
+        st = frcnn_roi_align_forward(m->ctx, &ap, feature, align_rois(m, true), &a->pool5, m->kernel_ws,
                                      m->kernel_ws_bytes);
     }
     if (st == FRCNN_OK)
@@ -121,6 +121,6 @@ frcnn_status frcnn__head_backward(frcnn_model *m, const frcnn_tensor *d_cls, con
         return frcnn_roi_pool_backward(m->ctx, &pp, &a->rois, &a->d_pool5, a->pool5_argmax, d_feature);
     }
     frcnn_roi_align_params ap = align_params(m);
-    const frcnn_tensor *rois = m->cfg.box_convention == FRCNN_BOXES_CONTINUOUS ? &a->rois : &a->align_rois;
-    return frcnn_roi_align_backward(m->ctx, &ap, rois, &a->d_pool5, d_feature, m->kernel_ws, m->kernel_ws_bytes);
+    return frcnn_roi_align_backward(m->ctx, &ap, align_rois(m, false), &a->d_pool5, d_feature, m->kernel_ws,
+                                    m->kernel_ws_bytes);
 }

@@ -181,10 +181,11 @@ typedef struct bin_chunk {
     axis_tap ty[TAP_CAP], tx[TAP_CAP];
 } bin_chunk;
 
-/* Calls visit(job, roi grid, chunk, bin row, bin column) for every bin of RoI r, chunk by chunk. */
+/* Work on bin (k->ph0 + u, k->pw0 + v) of RoI r, channels [ch0, ch1). */
 typedef void (*bin_fn)(const align_job *j, const roi_grid *g, const bin_chunk *k, int u, int v, size_t r,
                        size_t ch0, size_t ch1);
 
+/* Calls visit for every bin of RoI r, chunk by chunk, after computing the chunk's sample taps. */
 static void for_each_bin(const align_job *j, size_t r, size_t ch0, size_t ch1, bin_fn visit)
 {
     const int pooled_h = j->p->pooled_h, pooled_w = j->p->pooled_w;
@@ -395,7 +396,8 @@ frcnn_status frcnn_roi_align_backward(frcnn_ctx *ctx, const frcnn_roi_align_para
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
     frcnn_status st;
-    if ((st = check_params(ctx, p)) != FRCNN_OK || (st = frcnn__check_tensor(ctx, dy, "roi_align: dy", 4)) != FRCNN_OK ||
+    if ((st = check_params(ctx, p)) != FRCNN_OK ||
+        (st = frcnn__check_tensor(ctx, dy, "roi_align: dy", 4)) != FRCNN_OK ||
         (st = check_rois_shape(ctx, rois, dy->dims[0])) != FRCNN_OK)
         return st;
     if (dy->dims[2] != p->pooled_h || dy->dims[3] != p->pooled_w)
