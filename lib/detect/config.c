@@ -78,7 +78,7 @@ frcnn_config frcnn_config_small(void)
      * VOC07 mAP after 1600 iterations rose from 0.18 with the paper's 0.5 to 0.28 (docs/model.md). */
     c.dropout = 0.0f;
     /* RoI align: bilinear samples instead of integer bins. On the synthetic demo data, VOC07 mAP after the demo's
-     * 3200 iterations rose from 0.76 to 0.80 (seed 1) and from 0.71 to 0.77 (seed 2), docs/training.md. */
+     * 3200 iterations rose from 0.76 to 0.82 (seed 1) and from 0.71 to 0.75 (seed 2), docs/training.md. */
     c.roi_op = FRCNN_ROI_ALIGN;
     /* Anchors of 32..256 px: at 320 px the paper's 128..512 px (for 600 px) miss the small objects entirely. */
     c.anchors.n_scales = 4;
