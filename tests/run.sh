@@ -9,9 +9,10 @@ for bin in "$@"; do
     out=$("$bin" 2>&1)
     rc=$?
     printf '%s\n' "$out"
-    # cmocka writes the verdict to stderr and the rest to stdout, so it may share a line with other output.
-    p=$(printf '%s\n' "$out" | grep -o '\[  PASSED  \] [0-9]* test' | tail -n 1 | tr -dc 0-9)
-    f=$(printf '%s\n' "$out" | grep -o '\[  FAILED  \] [0-9]* test' | tail -n 1 | tr -dc 0-9)
+    # cmocka writes the verdict to stderr and the rest to stdout, so it may share a line with other output; a
+    # program with several groups prints one verdict per group.
+    p=$(printf '%s\n' "$out" | grep -o '\[  PASSED  \] [0-9]* test' | tr -dc '0-9\n' | awk '{s += $1} END {if (NR) print s}')
+    f=$(printf '%s\n' "$out" | grep -o '\[  FAILED  \] [0-9]* test' | tr -dc '0-9\n' | awk '{s += $1} END {if (NR) print s}')
     if [ -z "$p$f" ]; then
         if [ "$rc" -eq 0 ]; then p=1; else f=1; fi
         echo "[ $( [ "$rc" -eq 0 ] && echo PASSED || echo FAILED ) ] $bin (exit status $rc)"

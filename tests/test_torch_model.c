@@ -1,8 +1,9 @@
 /* Agreement of the whole detector with torchvision 0.14's FasterRCNN on a tiny VGG-style model (the small backbone,
- * RPNHead, RoIPool, TwoMLPHead fc 64, 4 classes) at 128x160, configured as torchvision (box_convention continuous,
- * pool_floor, sigmoid-equivalent objectness, smooth-L1 beta 1/9, test NMS 0.5). Reference:
- * tests/fixtures/torch/model.ckpt from tools/torch_reference/make_model_fixture.py, whose docstring describes the
- * model. Weights and image are generated on both sides by the same counter-based generator (generated()), so the
+ * RPNHead, a RoI op, TwoMLPHead fc 64, 4 classes) at 128x160, configured as torchvision (box_convention continuous,
+ * pool_floor, sigmoid-equivalent objectness, smooth-L1 beta 1/9, test NMS 0.5). Every test runs twice: with RoI
+ * pooling against tests/fixtures/torch/model.ckpt, and with roi_op align-legacy against model_align.ckpt, whose
+ * model uses torchvision's own MultiScaleRoIAlign. Both files come from tools/torch_reference/make_model_fixture.py,
+ * whose docstring describes the model. Weights and image are generated on both sides by the same counter-based generator (generated()), so the
  * fixture holds only outputs.
  *
  * Eval mode: the feature map, the RPN's outputs, the proposals, the head's outputs on torchvision's proposals and
@@ -57,7 +58,7 @@ static double amplitude(const char *name, const frcnn_tensor *t)
     return sqrt(6.0 / fan_in);
 }
 
-static frcnn_config torchvision_config(void)
+static frcnn_config torchvision_config(frcnn_roi_op roi_op)
 {
     frcnn_config c = frcnn_config_small();
     c.num_classes = 4;
@@ -70,7 +71,6 @@ static frcnn_config torchvision_config(void)
     c.frozen_convs = 0;
     c.norm_groups = 0;
     c.pool_floor = 1;
-    c.roi_op = FRCNN_ROI_POOL; /* the fixture's model pools with torchvision.ops.roi_pool */
     c.box_convention = FRCNN_BOXES_CONTINUOUS;
     c.anchors = frcnn_anchor_params_default();
     c.anchors.scales[0] = 2.0f; /* sizes 32, 64, 128 */
@@ -95,6 +95,7 @@ static frcnn_config torchvision_config(void)
     c.roi_targets.bg_iou_hi = 0.5f;
     c.roi_targets.bg_iou_lo = 0.0f;
     c.pooled_size = 7;
+    c.roi_op = roi_op;
     c.fc_channels = 64;
     c.dropout = 0.0f;
     c.head_sigma = 3.0f;
@@ -134,11 +135,11 @@ typedef struct fixture {
     tu_fixture ref;
 } fixture;
 
-static int setup(void **state)
+static int setup_with(void **state, frcnn_roi_op roi_op, const char *reference)
 {
     fixture *f = calloc(1, sizeof *f);
     f->ctx = tu_ctx();
-    frcnn_config c = torchvision_config();
+    frcnn_config c = torchvision_config(roi_op);
     if (frcnn_model_create(f->ctx, &c, 1, &f->model) != FRCNN_OK) {
         print_error("model_create: %s\n", frcnn_ctx_last_error(f->ctx));
         return -1;
@@ -146,9 +147,19 @@ static int setup(void **state)
     fill_weights(f->model);
     f->image = tu_tensor(f->ctx, 4, 1, 3, H, W);
     generated("input.image", frcnn_tensor_data(f->image), frcnn_tensor_numel(f->image), 1.0);
-    tu_fixture_open(&f->ref, f->ctx, "torch/model.ckpt");
+    tu_fixture_open(&f->ref, f->ctx, reference);
     *state = f;
     return 0;
+}
+
+static int setup_pool(void **state)
+{
+    return setup_with(state, FRCNN_ROI_POOL, "torch/model.ckpt"); /* torchvision.ops.roi_pool */
+}
+
+static int setup_align(void **state)
+{
+    return setup_with(state, FRCNN_ROI_ALIGN_LEGACY, "torch/model_align.ckpt"); /* MultiScaleRoIAlign */
 }
 
 static int teardown(void **state)
@@ -376,5 +387,7 @@ int main(void)
         cmocka_unit_test(test_detections),
         cmocka_unit_test(test_training_step),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("RoI pooling", tests, setup_pool, teardown);
+    return failed + cmocka_run_group_tests_name("RoI align, legacy (MultiScaleRoIAlign)", tests, setup_align,
+                                                teardown);
 }

@@ -3,7 +3,8 @@
 
 For each libfrcnn preset (small at 320x432, vgg16 at 600x800, as tests/bench/bench_model.c), torchvision's
 FasterRCNN is built with the same layers: the preset's backbone (3x3 convolutions, ReLU, 2x2 max-pools in Caffe's
-ceil mode), RPNHead, RoIPool 7x7 at 1/16, TwoMLPHead (fc6, fc7 with our width; vgg16's dropout is a mask multiply
+ceil mode), RPNHead, the preset's RoI op 7x7 at 1/16 (vgg16: roi_pool; small: roi_align, 2x2 samples, aligned),
+TwoMLPHead (fc6, fc7 with our width; vgg16's dropout is a mask multiply
 and is left out), FastRCNNPredictor with 21 classes, our anchors, sampling sizes and proposal counts, the first
 four convolutions frozen in vgg16 as ours. The image is a random normal tensor with the same three boxes as our
 benchmark; torchvision's resize/normalise transform is bypassed (we time prepared tensors too). A training step is
@@ -30,10 +31,10 @@ PRESETS = {
     # name: input, backbone widths, pool after each conv, frozen convs, rpn channels, anchor sizes, fc width,
     #       RoIs per image, proposals (train pre/post, test pre/post)
     "small": dict(h=320, w=432, widths=[32, 64, 128, 256, 256], pools=[1, 1, 1, 1, 0], frozen=0, rpn=256,
-                  sizes=(32, 64, 128, 256), fc=1024, rois=128, train=(12000, 2000), test=(6000, 300)),
+                  sizes=(32, 64, 128, 256), fc=1024, rois=128, train=(12000, 2000), test=(6000, 300), align=True),
     "vgg16": dict(h=600, w=800, widths=[64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512],
                   pools=[0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0], frozen=4, rpn=512, sizes=(128, 256, 512), fc=4096,
-                  rois=128, train=(12000, 2000), test=(6000, 300)),
+                  rois=128, train=(12000, 2000), test=(6000, 300), align=False),
 }
 
 
@@ -44,13 +45,18 @@ def build(p):
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.rpn import RPNHead
-    from torchvision.ops import MultiScaleRoIAlign, roi_pool
+    from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-    class RoIPool7(MultiScaleRoIAlign):
-        def __init__(self):
+    class RoIOp7(MultiScaleRoIAlign):
+        """The preset's RoI op behind MultiScaleRoIAlign's interface (FasterRCNN accepts only that type)."""
+
+        def __init__(self, align):
             super().__init__(["0"], 7, 0)
+            self.align = align
 
         def forward(self, features, proposals, image_shapes):
+            if self.align:
+                return roi_align(features["0"], proposals, 7, 1.0 / 16, 2, True)
             return roi_pool(features["0"], proposals, output_size=7, spatial_scale=1.0 / 16)
 
     layers, cin = [], 3
@@ -70,7 +76,7 @@ def build(p):
     assert p["rpn"] == cin, "torchvision's RPNHead keeps the feature width"
     return FasterRCNN(
         backbone, num_classes=None, rpn_anchor_generator=anchors, rpn_head=RPNHead(cin, n_anchors),
-        box_roi_pool=RoIPool7(), box_head=TwoMLPHead(cin * 49, p["fc"]), box_predictor=FastRCNNPredictor(p["fc"], 21),
+        box_roi_pool=RoIOp7(p["align"]), box_head=TwoMLPHead(cin * 49, p["fc"]), box_predictor=FastRCNNPredictor(p["fc"], 21),
         rpn_pre_nms_top_n_train=p["train"][0], rpn_post_nms_top_n_train=p["train"][1],
         rpn_pre_nms_top_n_test=p["test"][0], rpn_post_nms_top_n_test=p["test"][1], rpn_batch_size_per_image=256,
         box_batch_size_per_image=p["rois"], box_score_thresh=0.05, box_nms_thresh=0.3, box_detections_per_img=100)

@@ -2,7 +2,7 @@
 """Golden data for tests/test_torch_model.c: a tiny VGG-style Faster R-CNN run by torchvision.
 
 The model is libfrcnn's `small` backbone (five 3x3 convolutions 32-64-128-256-256, ReLU, four 2x2 max-pools) with
-torchvision's RPNHead (256 channels, 9 anchors), RoIPool 7x7 at 1/16, TwoMLPHead (fc 64) and FastRCNNPredictor
+torchvision's RPNHead (256 channels, 9 anchors), a RoI op 7x7 at 1/16, TwoMLPHead (fc 64) and FastRCNNPredictor
 (4 classes), built from torchvision.models.detection.FasterRCNN's own pieces and configured as libfrcnn's
 `box_convention = continuous`, `pool_floor = 1` (docs/torchvision.md). Its weights and input image are not stored:
 both sides generate them from a counter-based generator (generated() below, tu_generated() in the C test), so the
@@ -10,6 +10,9 @@ fixture stays small. Stored: the backbone's feature map, the RPN's per-anchor ou
 outputs on those proposals, the detections (eval mode), and one training step with sampling switched off (every
 labelled anchor and every RoI): the four losses and, per parameter, its gradient's sum of squares and eight dot
 products with generated vectors (a gradient that differs anywhere changes them).
+
+Two files, one per RoI op: model.ckpt with torchvision.ops.roi_pool (libfrcnn's `roi_op` pool), model_align.ckpt
+with torchvision's own MultiScaleRoIAlign (roi_align with 2x2 samples, aligned=False: libfrcnn's align-legacy).
 
 Run from the repository root with Debian's python3-torch and python3-torchvision:
     /usr/bin/python3 tools/torch_reference/make_model_fixture.py
@@ -33,7 +36,8 @@ from torchvision.ops import MultiScaleRoIAlign, roi_pool
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from frcnn_format import CheckpointWriter  # noqa: E402
 
-OUT = os.path.join("tests", "fixtures", "torch", "model.ckpt")
+OUTS = {"pool": os.path.join("tests", "fixtures", "torch", "model.ckpt"),
+        "align-legacy": os.path.join("tests", "fixtures", "torch", "model_align.ckpt")}
 H, W = 128, 160
 NUM_CLASSES = 4
 FC = 64
@@ -87,7 +91,7 @@ class RoIPool7(MultiScaleRoIAlign):
         return roi_pool(features["0"], proposals, output_size=7, spatial_scale=1.0 / 16)
 
 
-def build_model():
+def build_model(roi_op):
     layers, cin = [], 3
     for i, cout in enumerate(WIDTHS):
         layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=False)]
@@ -99,7 +103,9 @@ def build_model():
     anchors = AnchorGenerator(sizes=(SIZES,), aspect_ratios=(RATIOS,))
     model = FasterRCNN(
         backbone, num_classes=None, min_size=H, max_size=W, rpn_anchor_generator=anchors,
-        rpn_head=RPNHead(256, 9), box_roi_pool=RoIPool7(), box_head=TwoMLPHead(256 * 7 * 7, FC),
+        rpn_head=RPNHead(256, 9),
+        box_roi_pool=RoIPool7() if roi_op == "pool" else MultiScaleRoIAlign(["0"], 7, 2),
+        box_head=TwoMLPHead(256 * 7 * 7, FC),
         box_predictor=FastRCNNPredictor(FC, NUM_CLASSES),
         rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=400, rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=400, rpn_nms_thresh=0.7, rpn_fg_iou_thresh=0.7, rpn_bg_iou_thresh=0.3,
@@ -129,16 +135,17 @@ def gradient_summary(w, name, grad):
     w.tensor("grad_proj." + name, proj @ g)
 
 
-def main():
+def write_fixture(roi_op, out):
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model = build_model()
+    model = build_model(roi_op)
     image = torch.from_numpy(generated("input.image", (1, 3, H, W), 1.0))
     images = ImageList(image, [(H, W)])
     gt = [{"boxes": torch.tensor(GT_BOXES, dtype=torch.float32),
            "labels": torch.tensor(GT_LABELS, dtype=torch.int64)}]
 
-    with CheckpointWriter(OUT) as w:
+    with CheckpointWriter(out) as w:
+        w.meta("roi_op", roi_op)
         w.meta("torch_version", torch.__version__)
         w.meta("torchvision_version", torchvision.__version__)
         w.meta("script", "tools/torch_reference/make_model_fixture.py")
@@ -181,8 +188,13 @@ def main():
         for name, p in model.named_parameters():
             gradient_summary(w, our_name(name), p.grad)
     print("wrote %s: %d proposals, %d detections, losses %s" % (
-        OUT, proposals[0].shape[0], detections[0]["boxes"].shape[0],
+        out, proposals[0].shape[0], detections[0]["boxes"].shape[0],
         {k: round(v.item(), 5) for k, v in losses.items()}))
+
+
+def main():
+    for roi_op, out in OUTS.items():
+        write_fixture(roi_op, out)
 
 
 if __name__ == "__main__":
