@@ -9,7 +9,7 @@
 set -u
 BUILD=${BUILD:-build}
 DIR=$BUILD/demo
-ITERS=${DEMO_ITERS:-3200}
+ITERS=${DEMO_ITERS:-3600}
 SAVE_EVERY=$((ITERS / 8 > 0 ? ITERS / 8 : 1))
 KILL_AT=$((ITERS * 2 / 5 / SAVE_EVERY * SAVE_EVERY)) # the checkpoint after which the kill comes
 [ "$KILL_AT" -ge "$SAVE_EVERY" ] || KILL_AT=$SAVE_EVERY

@@ -28,7 +28,7 @@ static const char usage[] =
     "  --anchor-scales A,B,..          anchor sizes in units of 16 px (small 2,4,8,16; vgg16 8,16,32)\n"
     "  --roi-batch N         RoIs sampled per image for the head (128)\n"
     "  --fc N                width of fc6 and fc7 (small 1024, vgg16 4096)\n"
-    "  --roi-op pool|align|align-legacy   how the head reads a RoI's features (RoI pooling, the paper's)\n"
+    "  --roi-op pool|align|align-legacy   how the head reads a RoI's features (small align, vgg16 pool)\n"
     "  --norm-groups G       GroupNorm after each backbone convolution with G groups; 0: none\n"
     "  --dropout P           dropout after fc6 and fc7 (0.5)\n"
     "  --init-weights FILE   start from these weights (pretrained or an earlier run), counters at zero\n"
