@@ -208,6 +208,21 @@ static void for_each_bin(const align_job *j, size_t r, size_t ch0, size_t ch1, b
 /* Channels summed at a time on the stack. */
 #define CH_CHUNK 256
 
+/* The four taps of sample (ty, tx): their weights (torchvision's w1..w4) and their offsets in the channels-last
+ * map of width w and c channels. */
+typedef struct sample_taps {
+    float w[4];
+    size_t at[4];
+} sample_taps;
+
+static sample_taps taps_of(axis_tap ty, axis_tap tx, size_t w, size_t c)
+{
+    sample_taps s = {{ty.w_lo * tx.w_lo, ty.w_lo * tx.w_hi, ty.w_hi * tx.w_lo, ty.w_hi * tx.w_hi},
+                     {((size_t)ty.lo * w + (size_t)tx.lo) * c, ((size_t)ty.lo * w + (size_t)tx.hi) * c,
+                      ((size_t)ty.hi * w + (size_t)tx.lo) * c, ((size_t)ty.hi * w + (size_t)tx.hi) * c}};
+    return s;
+}
+
 /* One bin of RoI r, channels [ch0, ch1): the mean of its samples, each w1 v1 + w2 v2 + w3 v3 + w4 v4. */
 static void forward_bin(const align_job *j, const roi_grid *g, const bin_chunk *k, int u, int v, size_t r,
                         size_t ch0, size_t ch1)
@@ -223,13 +238,10 @@ static void forward_bin(const align_job *j, const roi_grid *g, const bin_chunk *
         for (int iy = 0; iy < g->grid_h; iy++) {
             const axis_tap ty = k->ty[u * g->grid_h + iy];
             for (int ix = 0; ix < g->grid_w; ix++) {
-                const axis_tap tx = k->tx[v * g->grid_w + ix];
-                const float w1 = ty.w_lo * tx.w_lo, w2 = ty.w_lo * tx.w_hi;
-                const float w3 = ty.w_hi * tx.w_lo, w4 = ty.w_hi * tx.w_hi;
-                const float *restrict v1 = j->t + ((size_t)ty.lo * w + (size_t)tx.lo) * c + c0;
-                const float *restrict v2 = j->t + ((size_t)ty.lo * w + (size_t)tx.hi) * c + c0;
-                const float *restrict v3 = j->t + ((size_t)ty.hi * w + (size_t)tx.lo) * c + c0;
-                const float *restrict v4 = j->t + ((size_t)ty.hi * w + (size_t)tx.hi) * c + c0;
+                const sample_taps s = taps_of(ty, k->tx[v * g->grid_w + ix], w, c);
+                const float w1 = s.w[0], w2 = s.w[1], w3 = s.w[2], w4 = s.w[3];
+                const float *restrict v1 = j->t + s.at[0] + c0, *restrict v2 = j->t + s.at[1] + c0;
+                const float *restrict v3 = j->t + s.at[2] + c0, *restrict v4 = j->t + s.at[3] + c0;
                 for (size_t i = 0; i < n; i++)
                     acc[i] += w1 * v1[i] + w2 * v2[i] + w3 * v3[i] + w4 * v4[i];
             }
@@ -265,22 +277,14 @@ static void backward_bin(const align_job *j, const roi_grid *g, const bin_chunk 
         for (int iy = 0; iy < g->grid_h; iy++) {
             const axis_tap ty = k->ty[u * g->grid_h + iy];
             for (int ix = 0; ix < g->grid_w; ix++) {
-                const axis_tap tx = k->tx[v * g->grid_w + ix];
-                const float w1 = ty.w_lo * tx.w_lo, w2 = ty.w_lo * tx.w_hi;
-                const float w3 = ty.w_hi * tx.w_lo, w4 = ty.w_hi * tx.w_hi;
+                const sample_taps s = taps_of(ty, k->tx[v * g->grid_w + ix], w, c);
                 /* The four taps may be the same cell (clamped at the border): updated one after another. */
-                float *d1 = j->t + ((size_t)ty.lo * w + (size_t)tx.lo) * c + c0;
-                float *d2 = j->t + ((size_t)ty.lo * w + (size_t)tx.hi) * c + c0;
-                float *d3 = j->t + ((size_t)ty.hi * w + (size_t)tx.lo) * c + c0;
-                float *d4 = j->t + ((size_t)ty.hi * w + (size_t)tx.hi) * c + c0;
-                for (size_t i = 0; i < n; i++)
-                    d1[i] += w1 * grad[i];
-                for (size_t i = 0; i < n; i++)
-                    d2[i] += w2 * grad[i];
-                for (size_t i = 0; i < n; i++)
-                    d3[i] += w3 * grad[i];
-                for (size_t i = 0; i < n; i++)
-                    d4[i] += w4 * grad[i];
+                for (int q = 0; q < 4; q++) {
+                    float *d = j->t + s.at[q] + c0;
+                    const float wq = s.w[q];
+                    for (size_t i = 0; i < n; i++)
+                        d[i] += wq * grad[i];
+                }
             }
         }
     }
