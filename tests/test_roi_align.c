@@ -28,13 +28,6 @@ static frcnn_roi_align_params params(int ph, int pw, float scale, int ratio, boo
     return p;
 }
 
-static frcnn_tensor *rois_tensor(frcnn_ctx *ctx, const float *rows, int r)
-{
-    frcnn_tensor *t = tu_tensor(ctx, 2, r, 5, 0, 0);
-    memcpy(frcnn_tensor_data(t), rows, (size_t)r * 5 * sizeof(float));
-    return t;
-}
-
 /* Fails unless every element of t has exactly the bits of v. */
 static void assert_all_bits(const char *what, const frcnn_tensor *t, float v)
 {
@@ -235,7 +228,7 @@ static void test_linear_literal(void **state)
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
     const float rows[2 * 5] = {0, 1, 1, 4, 4, 1, 1, 1, 4, 4};
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 2);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 2);
     frcnn_tensor *y = tu_tensor(ctx, 4, 2, RC, 2, 2);
     frcnn_tensor_fill(y, NAN);
     frcnn_roi_align_params p = params(2, 2, 1.0f, 2, false);
@@ -263,7 +256,7 @@ static void check_linear(const lin_case *k)
 {
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
-    frcnn_tensor *rois = rois_tensor(ctx, k->roi, 1);
+    frcnn_tensor *rois = tu_rois(ctx, k->roi, 1);
     frcnn_tensor *y = tu_tensor(ctx, 4, 1, RC, k->ph, k->pw);
     frcnn_tensor_fill(y, NAN);
     frcnn_roi_align_params p = params(k->ph, k->pw, k->scale, k->ratio, k->aligned);
@@ -332,7 +325,7 @@ static void test_linear_cases(void **state)
 static void check_single(frcnn_ctx *ctx, const frcnn_tensor *x, const float roi[5], frcnn_roi_align_params p,
                          const float want[2], double atol)
 {
-    frcnn_tensor *rois = rois_tensor(ctx, roi, 1);
+    frcnn_tensor *rois = tu_rois(ctx, roi, 1);
     frcnn_tensor *y = tu_tensor(ctx, 4, 1, 2, 1, 1);
     frcnn_tensor_fill(y, NAN);
     assert_int_equal(align_forward(ctx, &p, x, rois, y), FRCNN_OK);
@@ -426,7 +419,7 @@ static void test_outside_grid(void **state)
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = outside_map(ctx);
     const float row[5] = {0, -2, -2, 5, 4};
-    frcnn_tensor *rois = rois_tensor(ctx, row, 1);
+    frcnn_tensor *rois = tu_rois(ctx, row, 1);
     frcnn_tensor *y = tu_tensor(ctx, 4, 1, 1, 6, 7);
     frcnn_tensor_fill(y, NAN);
     frcnn_roi_align_params p = params(6, 7, 1.0f, 1, false);
@@ -484,7 +477,7 @@ static void test_outside_edges(void **state)
         0, -1.25f, 1.25f, -0.25f, 2.25f, /* 4 */
         0, 2.75f, 2.25f, 3.75f, 3.25f, /* 5 */
     };
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 6);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 6);
     frcnn_tensor *y = tu_tensor(ctx, 4, 6, 1, 1, 1);
     frcnn_tensor_fill(y, NAN);
     frcnn_roi_align_params p = params(1, 1, 1.0f, 1, false);
@@ -526,7 +519,7 @@ static void test_outside_whole(void **state)
         0, 0, 3.5f, 4, 10,   /* below the map (y from 3.5 up), columns inside */
         0, -4, -3, 8, 6,     /* around the whole map */
     };
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 5);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 5);
     const frcnn_roi_align_params ps[3] = {params(1, 1, 1.0f, 2, false), params(1, 1, 1.0f, 2, true),
                                           params(1, 1, 1.0f, 0, true)};
     for (int k = 0; k < 3; k++) {
@@ -543,7 +536,7 @@ static void test_outside_whole(void **state)
         frcnn_tensor *dx4 = tu_tensor(ctx, 4, 1, 1, OH, OW);
         assert_int_equal(align_backward(ctx, &ps[k], rois, dy, dx), FRCNN_OK);
         /* only the last RoI reaches the map: the first four alone leave dx at zero */
-        frcnn_tensor *four = rois_tensor(ctx, rows, 4);
+        frcnn_tensor *four = tu_rois(ctx, rows, 4);
         frcnn_tensor *dy4 = tu_tensor(ctx, 4, 4, 1, 1, 1);
         frcnn_tensor_fill(dy4, 1.0f);
         assert_int_equal(align_backward(ctx, &ps[k], four, dy4, dx4), FRCNN_OK);
@@ -653,7 +646,7 @@ static void gradient_case(frcnn_roi_align_params p, uint64_t seed)
         1, -20, -20, -10, -10,       /* wholly outside */
         0, 1, 1, 1, 1,               /* a point */
     };
-    s.rois = rois_tensor(ctx, rows, GR);
+    s.rois = tu_rois(ctx, rows, GR);
     s.y = tu_tensor(ctx, 4, GR, GC, p.pooled_h, p.pooled_w);
     const size_t m = frcnn_tensor_numel(s.y), nx = frcnn_tensor_numel(s.x);
     float *dy = malloc(m * sizeof *dy);
@@ -698,10 +691,10 @@ static void test_backward_accumulates(void **state)
     frcnn_ctx *ctx = tu_ctx();
     enum { N = 1, C = 3, H = 9, W = 11, PH = 3, PW = 3 };
     const float rows[2 * 5] = {0, 1.5f, 0.5f, 6.2f, 5.3f, 0, -2, 4, 3, 12};
-    frcnn_tensor *one = rois_tensor(ctx, rows, 1);
-    frcnn_tensor *two = rois_tensor(ctx, rows, 2);
+    frcnn_tensor *one = tu_rois(ctx, rows, 1);
+    frcnn_tensor *two = tu_rois(ctx, rows, 2);
     const float same_rows[2 * 5] = {0, 1.5f, 0.5f, 6.2f, 5.3f, 0, 1.5f, 0.5f, 6.2f, 5.3f};
-    frcnn_tensor *same = rois_tensor(ctx, same_rows, 2);
+    frcnn_tensor *same = tu_rois(ctx, same_rows, 2);
     frcnn_roi_align_params p = params(PH, PW, 1.0f, 2, true);
     frcnn_tensor *dy2 = tu_tensor(ctx, 4, 2, C, PH, PW);
     tu_fill_uniform(frcnn_tensor_data(dy2), frcnn_tensor_numel(dy2), 41, -1.0f, 1.0f);
@@ -768,7 +761,7 @@ static void test_backward_null_dx(void **state)
     (void)state;
     frcnn_ctx *ctx = tu_ctx();
     const float rows[2 * 5] = {0, 1, 1, 4, 4, 1, 0, 0, 6, 5};
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 2);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 2);
     frcnn_tensor *dy = tu_tensor(ctx, 4, 2, RC, 2, 2);
     tu_fill_uniform(frcnn_tensor_data(dy), frcnn_tensor_numel(dy), 51, -1.0f, 1.0f);
     float dy_before[2 * RC * 4];
@@ -825,7 +818,7 @@ static void test_workspace_and_limits(void **state)
     tu_fill_uniform(frcnn_tensor_data(dy), frcnn_tensor_numel(dy), 6, -1.0f, 1.0f);
     frcnn_tensor_fill(y, 7.0f);
     const float row[5] = {1, 0.5f, 0.5f, 4.5f, 3.5f};
-    frcnn_tensor *rois = rois_tensor(ctx, row, 1);
+    frcnn_tensor *rois = tu_rois(ctx, row, 1);
     frcnn_roi_align_params p = params(2, 2, 1.0f, 2, true);
     float small[3 * 5 * 7 - 1];
     expect_err(ctx, frcnn_roi_align_forward(ctx, &p, x, rois, y, NULL, 0), FRCNN_ERR_INVALID_ARG, "workspace");
@@ -844,17 +837,17 @@ static void test_workspace_and_limits(void **state)
     expect_err(ctx, align_forward(ctx, &big_scale, x, rois, y), FRCNN_ERR_INVALID_ARG, "once scaled");
     expect_err(ctx, align_backward(ctx, &big_scale, rois, dy, dx), FRCNN_ERR_INVALID_ARG, "once scaled");
     const float wide[5] = {0, 0, 0, 46341, 46341};
-    frcnn_tensor *wide_rois = rois_tensor(ctx, wide, 1);
+    frcnn_tensor *wide_rois = tu_rois(ctx, wide, 1);
     frcnn_roi_align_params adaptive = params(2, 2, 1.0f, 0, false);
     expect_err(ctx, align_forward(ctx, &adaptive, x, wide_rois, y), FRCNN_ERR_INVALID_ARG, "samples a bin side");
     /* 256 samples a side (a RoI of 512 cells over 2 bins) is still allowed */
     const float edge[5] = {0, 0, 0, 512, 512};
-    frcnn_tensor *edge_rois = rois_tensor(ctx, edge, 1);
+    frcnn_tensor *edge_rois = tu_rois(ctx, edge, 1);
     assert_int_equal(align_forward(ctx, &adaptive, x, edge_rois, y), FRCNN_OK);
 
     /* backward without dx: the rois must still match dy */
     const float rows3[15] = {0, 1, 1, 2, 2, 0, 1, 1, 2, 2, 0, 1, 1, 2, 2};
-    frcnn_tensor *three = rois_tensor(ctx, rows3, 3);
+    frcnn_tensor *three = tu_rois(ctx, rows3, 3);
     frcnn_tensor *four_cols = tu_tensor(ctx, 2, 1, 4, 0, 0);
     expect_err(ctx, align_backward(ctx, &p, three, dy, NULL), FRCNN_ERR_SHAPE, "rois");
     expect_err(ctx, align_backward(ctx, &p, four_cols, dy, NULL), FRCNN_ERR_SHAPE, "rois");
@@ -872,7 +865,7 @@ static void test_bad_arguments(void **state)
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
     const float rows[2 * 5] = {0, 1, 1, 4, 4, 1, 0, 0, 6, 5};
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 2);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 2);
     frcnn_tensor *y = tu_tensor(ctx, 4, 2, RC, 2, 2);
     frcnn_tensor *dy = tu_tensor(ctx, 4, 2, RC, 2, 2);
     frcnn_tensor *dx = tu_tensor(ctx, 4, RN, RC, RH, RW);
@@ -953,7 +946,7 @@ static void test_bad_arguments(void **state)
         float two[10];
         memcpy(two, rows, 5 * sizeof(float));
         memcpy(two + 5, bad_rows[i], 5 * sizeof(float));
-        frcnn_tensor *br = rois_tensor(ctx, two, 2);
+        frcnn_tensor *br = tu_rois(ctx, two, 2);
         expect_err(ctx, align_forward(ctx, &p, x, br, y), FRCNN_ERR_INVALID_ARG, "row 1");
         expect_err(ctx, align_backward(ctx, &p, br, dy, dx), FRCNN_ERR_INVALID_ARG, "row 1");
         frcnn_tensor_free(br);
@@ -988,7 +981,7 @@ static void test_bad_arguments(void **state)
         assert_int_equal(align_backward(ctx, &ok[i], rois, dy, dx), FRCNN_OK);
     }
     const float far_rows[2 * 5] = {0, -16777215.0f, 0, 16777215.0f, 1, 1, 0, -16777215.0f, 1, 16777215.0f};
-    frcnn_tensor *far = rois_tensor(ctx, far_rows, 2);
+    frcnn_tensor *far = tu_rois(ctx, far_rows, 2);
     assert_int_equal(align_forward(ctx, &p, x, far, y), FRCNN_OK);
     assert_int_equal(align_backward(ctx, &p, far, dy, dx), FRCNN_OK);
     assert_string_equal(frcnn_ctx_last_error(ctx), "");
@@ -1089,7 +1082,7 @@ static void test_batch(void **state)
         1, 2, 2, 2.2f, 2.1f,       /* tiny */
         1, 0, 0, 6, 5,             /* the whole image */
     };
-    frcnn_tensor *rois = rois_tensor(ctx, rows, BR);
+    frcnn_tensor *rois = tu_rois(ctx, rows, BR);
     frcnn_roi_align_params p = params(2, 3, 1.0f, 2, true);
     frcnn_tensor *y = tu_tensor(ctx, 4, BR, BC, 2, 3), *dy = tu_tensor(ctx, 4, BR, BC, 2, 3);
     tu_fill_uniform(frcnn_tensor_data(dy), frcnn_tensor_numel(dy), 72, -1.0f, 1.0f);
@@ -1104,7 +1097,7 @@ static void test_batch(void **state)
     memcpy(rows0, rows, sizeof rows);
     for (int i = 0; i < BR; i++)
         rows0[5 * i] = 0;
-    frcnn_tensor *rois0 = rois_tensor(ctx, rows0, BR);
+    frcnn_tensor *rois0 = tu_rois(ctx, rows0, BR);
     frcnn_tensor *y1 = tu_tensor(ctx, 4, BR, BC, 2, 3), *dx1 = tu_tensor(ctx, 4, 1, BC, BH, BW);
     assert_int_equal(align_forward(ctx, &p, x1, rois0, y1), FRCNN_OK);
     assert_int_equal(align_backward(ctx, &p, rois0, dy, dx1), FRCNN_OK);
@@ -1139,7 +1132,7 @@ static void test_batch(void **state)
     memcpy(mixed, rows, sizeof rows);
     for (int i = 0; i < BR; i++)
         mixed[5 * i] = batch_of[i];
-    frcnn_tensor *rm = rois_tensor(ctx, mixed, BR);
+    frcnn_tensor *rm = tu_rois(ctx, mixed, BR);
     assert_int_equal(align_forward(ctx, &p, x, rm, y), FRCNN_OK);
     for (int i = 0; i < BR; i++) {
         memcpy(frcnn_tensor_data(x1), xd + (size_t)batch_of[i] * plane, plane * sizeof(float));

@@ -23,13 +23,6 @@ static frcnn_tensor *ramp(frcnn_ctx *ctx)
     return x;
 }
 
-static frcnn_tensor *rois_tensor(frcnn_ctx *ctx, const float *rows, int r)
-{
-    frcnn_tensor *t = tu_tensor(ctx, 2, r, 5, 0, 0);
-    memcpy(frcnn_tensor_data(t), rows, (size_t)r * 5 * sizeof(float));
-    return t;
-}
-
 /* Pools one RoI over the ramp and compares y and argmax for channel 0 with the expected bins (row-major
  * ph x pw); channel 1 must be channel 0 + 100 wherever the bin is not empty. */
 static void check_one(const float roi[5], int ph, int pw, float scale, const float *want_y,
@@ -37,7 +30,7 @@ static void check_one(const float roi[5], int ph, int pw, float scale, const flo
 {
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
-    frcnn_tensor *rois = rois_tensor(ctx, roi, 1);
+    frcnn_tensor *rois = tu_rois(ctx, roi, 1);
     frcnn_tensor *y = tu_tensor(ctx, 4, 1, RC, ph, pw);
     int32_t arg[2 * 9];
     frcnn_roi_pool_params p = {ph, pw, scale};
@@ -165,7 +158,7 @@ static void test_several_rois(void **state)
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
     const float rows[3 * 5] = {1, 0, 0, 6, 5, 0, 1, 1, 4, 4, 1, 20, 20, 30, 30};
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 3);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 3);
     frcnn_tensor *y = tu_tensor(ctx, 4, 3, RC, 1, 1);
     int32_t arg[3 * RC];
     frcnn_roi_pool_params p = {1, 1, 1.0f};
@@ -192,7 +185,7 @@ static void test_ties_first(void **state)
     frcnn_tensor *x = tu_tensor(ctx, 4, 1, 1, 4, 4);
     frcnn_tensor_fill(x, -3.0f);
     const float row[5] = {0, 0, 0, 3, 3};
-    frcnn_tensor *rois = rois_tensor(ctx, row, 1);
+    frcnn_tensor *rois = tu_rois(ctx, row, 1);
     frcnn_tensor *y = tu_tensor(ctx, 4, 1, 1, 2, 2);
     int32_t arg[4];
     frcnn_roi_pool_params p = {2, 2, 1.0f};
@@ -219,7 +212,7 @@ static void test_nonfinite_bin(void **state)
     frcnn_tensor *x = tu_tensor(ctx, 4, 1, 1, 2, 2);
     memcpy(frcnn_tensor_data(x), v, sizeof v);
     const float row[5] = {0, 0, 0, 1, 1};
-    frcnn_tensor *rois = rois_tensor(ctx, row, 1);
+    frcnn_tensor *rois = tu_rois(ctx, row, 1);
     frcnn_tensor *y = tu_tensor(ctx, 4, 1, 1, 2, 1);
     int32_t arg[2];
     frcnn_roi_pool_params p = {2, 1, 1.0f};
@@ -402,7 +395,7 @@ static void test_gradient(void **state)
         0, 2, 2, 9, 7,    /* overlaps row 0 */
         1, 30, 30, 40, 40 /* outside: contributes nothing */
     };
-    s.rois = rois_tensor(ctx, rows, r);
+    s.rois = tu_rois(ctx, rows, r);
     s.y = tu_tensor(ctx, 4, r, 2, 3, 2);
     size_t m = frcnn_tensor_numel(s.y);
     float dy[6 * 2 * 3 * 2];
@@ -433,8 +426,8 @@ static void test_backward_accumulates(void **state)
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
     const float rows[2 * 5] = {0, 1, 1, 4, 4, 0, 1, 1, 4, 4};
-    frcnn_tensor *one = rois_tensor(ctx, rows, 1);
-    frcnn_tensor *two = rois_tensor(ctx, rows, 2);
+    frcnn_tensor *one = tu_rois(ctx, rows, 1);
+    frcnn_tensor *two = tu_rois(ctx, rows, 2);
     frcnn_roi_pool_params p = {2, 2, 1.0f};
     frcnn_tensor *y1 = tu_tensor(ctx, 4, 1, RC, 2, 2), *y2 = tu_tensor(ctx, 4, 2, RC, 2, 2);
     frcnn_tensor *dy1 = tu_tensor(ctx, 4, 1, RC, 2, 2), *dy2 = tu_tensor(ctx, 4, 2, RC, 2, 2);
@@ -481,7 +474,7 @@ static void test_bad_arguments(void **state)
     frcnn_ctx *ctx = tu_ctx();
     frcnn_tensor *x = ramp(ctx);
     const float rows[2 * 5] = {0, 1, 1, 4, 4, 1, 0, 0, 6, 5};
-    frcnn_tensor *rois = rois_tensor(ctx, rows, 2);
+    frcnn_tensor *rois = tu_rois(ctx, rows, 2);
     frcnn_tensor *y = tu_tensor(ctx, 4, 2, RC, 2, 2);
     frcnn_tensor *dx = tu_tensor(ctx, 4, RN, RC, RH, RW);
     frcnn_tensor *x3 = tu_tensor(ctx, 3, RC, RH, RW, 0);
@@ -520,7 +513,7 @@ static void test_bad_arguments(void **state)
         float two[10];
         memcpy(two, rows, 5 * sizeof(float));
         memcpy(two + 5, bad_rows[i], 5 * sizeof(float));
-        frcnn_tensor *br = rois_tensor(ctx, two, 2);
+        frcnn_tensor *br = tu_rois(ctx, two, 2);
         frcnn_tensor_fill(y, 7.0f);
         tu_expect_error_msg(ctx, frcnn_roi_pool_forward(ctx, &p, x, br, y, arg), FRCNN_ERR_INVALID_ARG, "row 1");
         for (size_t k = 0; k < frcnn_tensor_numel(y); k++)

@@ -93,6 +93,13 @@ frcnn_tensor *tu_tensor(frcnn_ctx *ctx, int ndim, int64_t d0, int64_t d1, int64_
     return t;
 }
 
+frcnn_tensor *tu_rois(frcnn_ctx *ctx, const float *rows, int r)
+{
+    frcnn_tensor *t = tu_tensor(ctx, 2, r, 5, 0, 0);
+    memcpy(frcnn_tensor_data(t), rows, (size_t)r * 5 * sizeof(float));
+    return t;
+}
+
 frcnn_ctx *tu_ctx(void)
 {
     frcnn_ctx *ctx = NULL;

@@ -29,6 +29,8 @@ void tu_fill_uniform(float *a, size_t n, uint64_t seed, float lo, float hi);
 
 /* A zero-filled tensor, failing the test on error. Free with frcnn_tensor_free. */
 frcnn_tensor *tu_tensor(frcnn_ctx *ctx, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* A (r, 5) RoI tensor holding rows (batch index, x1, y1, x2, y2), failing the test on error. */
+frcnn_tensor *tu_rois(frcnn_ctx *ctx, const float *rows, int r);
 /* A context with default parameters, failing the test on error. */
 frcnn_ctx *tu_ctx(void);
 

@@ -125,6 +125,17 @@ static void set_defaults(train_options *o)
     o->dropout = -1;
 }
 
+/* The op frcnn_roi_op_name calls `name`; false when there is none. */
+static bool roi_op_named(const char *name, frcnn_roi_op *op)
+{
+    for (int i = FRCNN_ROI_POOL; frcnn_roi_op_name((frcnn_roi_op)i); i++)
+        if (!strcmp(name, frcnn_roi_op_name((frcnn_roi_op)i))) {
+            *op = (frcnn_roi_op)i;
+            return true;
+        }
+    return false;
+}
+
 int options_parse(int argc, char **argv, train_options *o)
 {
     set_defaults(o);
@@ -224,7 +235,8 @@ int options_parse(int argc, char **argv, train_options *o)
     if (o->lr_policy && strcmp(o->lr_policy, "step") && strcmp(o->lr_policy, "cosine") &&
         strcmp(o->lr_policy, "constant"))
         return bad("--lr-policy is '%s'; choose step, cosine or constant%s", o->lr_policy, "");
-    if (o->roi_op && strcmp(o->roi_op, "pool") && strcmp(o->roi_op, "align") && strcmp(o->roi_op, "align-legacy"))
+    frcnn_roi_op op;
+    if (o->roi_op && !roi_op_named(o->roi_op, &op))
         return bad("--roi-op is '%s'; choose pool, align or align-legacy%s", o->roi_op, "");
     if (o->iters && o->epochs)
         return bad("give --iters or --epochs, not both%s%s", "", "");
@@ -258,9 +270,8 @@ frcnn_config options_config(const train_options *o, int num_classes)
         c.fc_channels = o->fc_channels;
     if (o->norm_groups >= 0)
         c.norm_groups = o->norm_groups;
-    for (int op = FRCNN_ROI_POOL; o->roi_op && frcnn_roi_op_name((frcnn_roi_op)op); op++)
-        if (!strcmp(o->roi_op, frcnn_roi_op_name((frcnn_roi_op)op)))
-            c.roi_op = (frcnn_roi_op)op;
+    if (o->roi_op)
+        roi_op_named(o->roi_op, &c.roi_op); /* checked by options_parse */
     if (o->dropout >= 0)
         c.dropout = o->dropout;
     if (o->n_anchor_scales) {

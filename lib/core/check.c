@@ -1,6 +1,7 @@
 /* Checked size arithmetic and the argument checks every kernel shares, each filling the context's message. */
 #include "internal.h"
 
+#include <math.h>
 #include <stdio.h>
 
 bool frcnn__mul_size(size_t a, size_t b, size_t *out)
@@ -68,6 +69,16 @@ frcnn_status frcnn__check_tensor(frcnn_ctx *ctx, const frcnn_tensor *t, const ch
         frcnn__shape_str(t, s, sizeof s);
         return frcnn__error(ctx, FRCNN_ERR_SHAPE, "%s has shape %s, expected %d dimensions", name, s, ndim);
     }
+    return FRCNN_OK;
+}
+
+frcnn_status frcnn__check_roi_batch(frcnn_ctx *ctx, const char *op, const float *row, int64_t i, int64_t n)
+{
+    float b = row[0];
+    if (!isfinite(b) || b != floorf(b) || b < 0.0f || (double)b >= (double)n)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
+                            "%s: rois row %lld has batch index %g, expected an integer in [0, %lld)", op,
+                            (long long)i, (double)b, (long long)n);
     return FRCNN_OK;
 }
 

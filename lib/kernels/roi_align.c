@@ -60,8 +60,7 @@ static frcnn_status check_rois_shape(frcnn_ctx *ctx, const frcnn_tensor *rois, i
 typedef struct roi_grid {
     float start_h, start_w, bin_h, bin_w;
     int grid_h, grid_w; /* samples per bin side; 0 when the RoI is empty (its bins output 0) */
-    float count;        /* samples per bin (at least 1): the forward divides by it, as torchvision */
-    float inv_count;    /* its reciprocal: the backward multiplies by it, one product instead of four quotients */
+    float count;        /* samples per bin (at least 1) */
 } roi_grid;
 
 static int grid_side(float extent, int pooled, int ratio)
@@ -89,7 +88,6 @@ static roi_grid grid_of(const frcnn_roi_align_params *p, const float *roi)
     g.grid_w = grid_side(width, p->pooled_w, p->sampling_ratio);
     int count = g.grid_h * g.grid_w; /* at most GRID_CAP^2 once checked */
     g.count = (float)(count > 1 ? count : 1);
-    g.inv_count = 1.0f / g.count;
     return g;
 }
 
@@ -101,11 +99,9 @@ static frcnn_status check_rois_values(frcnn_ctx *ctx, const frcnn_roi_align_para
 {
     const float *r = rois->data;
     for (int64_t i = 0; i < rois->dims[0]; i++, r += 5) {
-        float b = r[0];
-        if (!isfinite(b) || b != floorf(b) || b < 0.0f || (double)b >= (double)n)
-            return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
-                                "roi_align: rois row %lld has batch index %g, expected an integer in [0, %lld)",
-                                (long long)i, (double)b, (long long)n);
+        frcnn_status st = frcnn__check_roi_batch(ctx, "roi_align", r, i, n);
+        if (st != FRCNN_OK)
+            return st;
         for (int k = 1; k < 5; k++)
             if (!(fabsf(r[k] * p->spatial_scale) < 16777216.0f))
                 return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
@@ -223,7 +219,8 @@ static sample_taps taps_of(axis_tap ty, axis_tap tx, size_t w, size_t c)
     return s;
 }
 
-/* One bin of RoI r, channels [ch0, ch1): the mean of its samples, each w1 v1 + w2 v2 + w3 v3 + w4 v4. */
+/* One bin of RoI r, channels [ch0, ch1): the mean of its samples, each w1 v1 + w2 v2 + w3 v3 + w4 v4, divided by
+ * the count as torchvision does. */
 static void forward_bin(const align_job *j, const roi_grid *g, const bin_chunk *k, int u, int v, size_t r,
                         size_t ch0, size_t ch1)
 {
@@ -269,11 +266,12 @@ static void backward_bin(const align_job *j, const roi_grid *g, const bin_chunk 
     const size_t out_plane = (size_t)j->p->pooled_h * (size_t)j->p->pooled_w;
     const size_t bin = (size_t)(k->ph0 + u) * (size_t)j->p->pooled_w + (size_t)(k->pw0 + v);
     const float *gr = j->dy + r * c * out_plane + bin;
+    const float inv_count = 1.0f / g->count; /* one product a channel where torchvision has four quotients */
     float grad[CH_CHUNK];
     for (size_t c0 = ch0; c0 < ch1; c0 += CH_CHUNK) {
         const size_t n = ch1 - c0 < CH_CHUNK ? ch1 - c0 : CH_CHUNK;
         for (size_t i = 0; i < n; i++)
-            grad[i] = gr[(c0 + i) * out_plane] * g->inv_count;
+            grad[i] = gr[(c0 + i) * out_plane] * inv_count;
         for (int iy = 0; iy < g->grid_h; iy++) {
             const axis_tap ty = k->ty[u * g->grid_h + iy];
             for (int ix = 0; ix < g->grid_w; ix++) {

@@ -53,11 +53,9 @@ static frcnn_status check_rois_values(frcnn_ctx *ctx, const frcnn_tensor *rois, 
 {
     const float *r = rois->data;
     for (int64_t i = 0; i < rois->dims[0]; i++, r += 5) {
-        float b = r[0];
-        if (!isfinite(b) || b != floorf(b) || b < 0.0f || (double)b >= (double)n)
-            return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
-                                "roi_pool: rois row %lld has batch index %g, expected an integer in [0, %lld)",
-                                (long long)i, (double)b, (long long)n);
+        frcnn_status st = frcnn__check_roi_batch(ctx, "roi_pool", r, i, n);
+        if (st != FRCNN_OK)
+            return st;
         if (check_coords && !(isfinite(r[1]) && isfinite(r[2]) && isfinite(r[3]) && isfinite(r[4])))
             return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
                                 "roi_pool: rois row %lld has a non-finite coordinate (%g, %g, %g, %g)",
