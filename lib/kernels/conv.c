@@ -419,8 +419,9 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
     return FRCNN_OK;
 }
 
-/* Independent partial sums per bias-gradient row. One chain of dependent double additions ran at 4 cycles an
- * element, and the sum over a 320x432 map's 138240 positions was the backward pass's largest serial step. */
+/* Independent partial sums per bias-gradient row: one chain of dependent double additions waits for each add's
+ * latency, and on one thread it was the small backbone's largest serial step (a 320x432 map's 138240 positions per
+ * channel of conv1). */
 #define BIAS_LANES 8
 
 typedef struct bias_job {
