@@ -86,9 +86,10 @@ static double forward_gflop(frcnn_model *m, int h, int w, int rois)
     return flop * 1e-9;
 }
 
-/* The proposals the model makes on the input with the training or the test values: what its RoI head gets in a
- * step (with the GT boxes, up to the RoI batch) or in a detection. */
-static size_t proposal_count(frcnn_ctx *ctx, frcnn_model *m, const frcnn_input *in, bool train)
+/* The RoIs the model's head gets for this input: every proposal (test values) in a detection; in a step, the RoIs
+ * that target sampling takes from the proposals (training values) and the GT boxes, the RoI batch or fewer. */
+static size_t head_rois(frcnn_ctx *ctx, frcnn_model *m, const frcnn_input *in, const float *gt, const int32_t *labels,
+                        size_t g, bool train)
 {
     const frcnn_config *c = frcnn_model_config(m);
     const frcnn_proposal_params *pp = train ? &c->train_proposals : &c->test_proposals;
@@ -97,22 +98,41 @@ static size_t proposal_count(frcnn_ctx *ctx, frcnn_model *m, const frcnn_input *
     check(ctx, frcnn_model_stage_begin(m, in, false), "stage begin");
     check(ctx, frcnn_model_backbone_forward(m, &feature), "backbone");
     check(ctx, frcnn_model_rpn_forward(m, &rpn), "RPN");
-    const float *logits = frcnn_tensor_data(rpn.logits);
-    float *fg = malloc(rpn.n * sizeof *fg), *rois = malloc((size_t)pp->post_nms_top_n * 4 * sizeof *rois);
+    size_t np_max = (size_t)pp->post_nms_top_n, batch = (size_t)c->roi_targets.batch_size;
+    size_t width = 4 * (size_t)c->num_classes;
+    float *fg = malloc(rpn.n * sizeof *fg), *props = malloc(np_max * 4 * sizeof *props);
+    float *rois = malloc(batch * 4 * sizeof *rois), *targets = malloc(batch * width * sizeof *targets);
+    float *inside_w = malloc(batch * width * sizeof *inside_w);
+    int32_t *roi_labels = malloc(batch * sizeof *roi_labels);
     frcnn_arena *scratch;
-    if (!fg || !rois || frcnn_arena_create(ctx, frcnn_proposal_scratch_bytes(rpn.n), &scratch) != FRCNN_OK) {
+    size_t scratch_bytes = frcnn_proposal_scratch_bytes(rpn.n) + (np_max + g) * (g + 4) * 4 + 4096;
+    if (!fg || !props || !rois || !targets || !inside_w || !roi_labels ||
+        frcnn_arena_create(ctx, scratch_bytes, &scratch) != FRCNN_OK) {
         fprintf(stderr, "bench_model: out of memory\n");
         exit(1);
     }
+    const float *logits = frcnn_tensor_data(rpn.logits);
     for (size_t i = 0; i < rpn.n; i++)
         fg[i] = 1.0f / (1.0f + expf(logits[2 * i] - logits[2 * i + 1]));
     size_t n = 0;
     check(ctx, frcnn_proposals(ctx, scratch, pp, rpn.anchors, frcnn_tensor_data(rpn.deltas), fg, rpn.n,
                                (float)frcnn_tensor_dim(in->image, 2), (float)frcnn_tensor_dim(in->image, 3), in->scale,
-                               rois, NULL, &n),
+                               props, NULL, &n),
           "proposals");
+    if (train) {
+        frcnn_rng rng; /* the count depends on the candidate counts only, not on the draws */
+        frcnn_rng_seed(&rng, 0);
+        size_t np = n;
+        check(ctx, frcnn_roi_targets(ctx, scratch, &c->roi_targets, &rng, props, np, gt, labels, g, c->num_classes,
+                                     rois, roi_labels, targets, inside_w, &n),
+              "RoI targets");
+    }
     frcnn_arena_free(scratch);
+    free(roi_labels);
+    free(inside_w);
+    free(targets);
     free(rois);
+    free(props);
     free(fg);
     return n;
 }
@@ -182,11 +202,9 @@ static void bench_preset(const char *name, frcnn_config cfg, int h, int w, int r
     free(ga);
     free(gb);
     free(gc);
-    /* The floor counts the RoIs the head really gets: the RoI batch (or every proposal and GT box, if fewer) in a
-     * step, every proposal in a detection. */
-    size_t train_rois = proposal_count(ctx, m, &in, true) + 3, det_rois = proposal_count(ctx, m, &in, false);
-    if (train_rois > (size_t)cfg.roi_targets.batch_size)
-        train_rois = (size_t)cfg.roi_targets.batch_size;
+    /* The floor counts the RoIs the head really gets. */
+    size_t train_rois = head_rois(ctx, m, &in, gt, labels, 3, true);
+    size_t det_rois = head_rois(ctx, m, &in, gt, labels, 3, false);
     double train_gf = forward_gflop(m, h, w, (int)train_rois);
     double det_gf = forward_gflop(m, h, w, (int)det_rois);
     double floor_step = 3.0 * train_gf / gflops, floor_det = det_gf / gflops;
