@@ -110,8 +110,9 @@ FRCNN_API void frcnn_ctx_free(frcnn_ctx *ctx);
 FRCNN_API const char *frcnn_ctx_last_error(const frcnn_ctx *ctx);
 FRCNN_API void frcnn_ctx_clear_error(frcnn_ctx *ctx);
 
-/* Threads used by the kernels: the context keeps n - 1 worker threads, started here and stopped by
- * frcnn_ctx_free. OpenBLAS keeps one process-wide thread count, so setting it here also sets OpenBLAS's.
+/* Threads used by the kernels, the matrix products included: the context keeps n - 1 worker threads, started here
+ * and stopped by frcnn_ctx_free. Results do not depend on n. The products run as single-threaded OpenBLAS calls
+ * on these threads, so this (and frcnn_ctx_create) sets OpenBLAS's process-wide thread count to 1.
  * n <= 0 means one per online core. A child process forked from a program using the context runs its loops on
  * the calling thread. */
 FRCNN_API frcnn_status frcnn_ctx_set_threads(frcnn_ctx *ctx, int n);

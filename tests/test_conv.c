@@ -6,7 +6,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 typedef struct conv_case {
     int n, c, h, w, m, kh, kw, sh, sw, ph, pw;
@@ -245,14 +244,14 @@ static void run_with_threads(const conv_case *k, int threads, float **y, float *
     frcnn_ctx_free(ctx);
 }
 
-/* Bit-identical across repeated runs and across 1 and 2 threads (ours and OpenBLAS's). */
+/* Bit-identical across repeated runs and across 1 and 2 threads, with every OpenBLAS kernel. */
 static void check_thread_independence(const conv_case *kc);
 
 static void test_deterministic_across_runs_and_threads(void **state)
 {
     (void)state;
     /* VGG-like, and awkward sizes: k = 61 * 9 = 549 and n = 37 * 53 = 1961 are not multiples of 32, where
-     * OpenBLAS alone would split the inner dimension differently for 1 and 2 threads (see lib/kernels/gemm.h). */
+     * OpenBLAS's own threads would round differently for 1 and 2 threads (see lib/kernels/gemm.h). */
     const conv_case cases[] = {{2, 64, 40, 52, 96, 3, 3, 1, 1, 1, 1}, {1, 61, 37, 53, 40, 3, 3, 1, 1, 1, 1},
                                {1, 600, 9, 11, 24, 1, 1, 1, 1, 0, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
@@ -275,20 +274,10 @@ static void check_thread_independence(const conv_case *kc)
     tu_assert_identical("y, two runs", y2, y3, ny);
     tu_assert_identical("dx, two runs", dx2, dx3, nx);
     tu_assert_identical("dw, two runs", dw2, dw3, nw);
-    if (strcasecmp(frcnn_blas_core(), "SkylakeX") == 0) {
-        /* Measured to hold with this kernel (inner dimensions sliced at its block size, lib/kernels/gemm.h). */
-        tu_assert_identical("y, 1 vs 2 threads", y1, y2, ny);
-        tu_assert_identical("dx, 1 vs 2 threads", dx1, dx2, nx);
-        tu_assert_identical("dw, 1 vs 2 threads", dw1, dw2, nw);
-    } else {
-        /* OpenBLAS's other kernels round differently with the thread count for some shapes
-         * (docs/determinism.md): document the measured difference, and require it to be rounding-sized. */
-        print_message("OpenBLAS kernel %s: 1 vs 2 threads is not bit-identical for every shape; checking 1e-5\n",
-                      frcnn_blas_core());
-        tu_assert_close("y, 1 vs 2 threads", y1, y2, ny, 1e-5, 1e-5);
-        tu_assert_close("dx, 1 vs 2 threads", dx1, dx2, nx, 1e-5, 1e-5);
-        tu_assert_close("dw, 1 vs 2 threads", dw1, dw2, nw, 1e-4, 1e-5);
-    }
+    /* Every product is the same OpenBLAS calls whatever the thread count (lib/kernels/gemm.h), with every kernel. */
+    tu_assert_identical("y, 1 vs 2 threads", y1, y2, ny);
+    tu_assert_identical("dx, 1 vs 2 threads", dx1, dx2, nx);
+    tu_assert_identical("dw, 1 vs 2 threads", dw1, dw2, nw);
     float *all[] = {y1, dx1, dw1, y2, dx2, dw2, y3, dx3, dw3};
     for (size_t i = 0; i < 9; i++)
         free(all[i]);

@@ -98,7 +98,7 @@ frcnn_status frcnn_ctx_set_threads(frcnn_ctx *ctx, int n)
     if (!ctx)
         return FRCNN_ERR_INVALID_ARG;
     ctx->n_threads = n > 0 ? n : online_cores();
-    openblas_set_num_threads(ctx->n_threads);
+    openblas_set_num_threads(1); /* the library runs its products on its own threads (lib/kernels/gemm.h) */
     frcnn__pool_resize(&ctx->pool, ctx->n_threads);
     return FRCNN_OK;
 }

@@ -23,7 +23,7 @@
 #define CONV_MIN_BLOCK_COLS 256
 
 /* The row-folded path's blocks span whole output rows, at least this many columns: OpenBLAS needs a wide B to
- * amortise each call once the inner dimension is split into several calls (512-channel layers). */
+ * amortise each call, and frcnn__sgemm cuts it further between threads (measured with 512-channel layers). */
 #define FOLD_BLOCK_COLS 2560
 /* Below this inner size per kernel row (c*kw; 9 for an RGB 3x3 layer) the kh thin sgemms cost more than the
  * im2col they save. */
@@ -332,10 +332,11 @@ static frcnn_status conv_setup(frcnn_ctx *ctx, const frcnn_conv2d_params *p, con
 
 /* One image directly (1x1, stride 1, no padding): y = W x + b. B is the caller's input and cannot take a row of
  * ones, so the bias is added in a pass of its own. */
-static void forward_direct(const frcnn__conv_geom *g, int m, const float *x, const float *w, const float *b, float *y)
+static void forward_direct(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *w,
+                           const float *b, float *y)
 {
     int n = g->oh * g->ow;
-    frcnn__sgemm(false, false, m, n, g->c, 1.0f, w, g->c, x, n, 0.0f, y, n);
+    frcnn__sgemm(ctx, false, false, m, n, g->c, 1.0f, w, g->c, x, n, 0.0f, y, n);
     for (int i = 0; b && i < m; i++) {
         float bi = b[i], *row = y + (size_t)i * (size_t)n;
         for (int j = 0; j < n; j++)
@@ -354,7 +355,7 @@ static void forward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, con
         frcnn__im2col(ctx, g, x, j0, cols, col);
         if (has_bias)
             ones_row(col, (size_t)k, cols, cols);
-        frcnn__sgemm(false, false, m, (int)cols, ka, 1.0f, a, ka, col, (int)cols, 0.0f, y + j0, n);
+        frcnn__sgemm(ctx, false, false, m, (int)cols, ka, 1.0f, a, ka, col, (int)cols, 0.0f, y + j0, n);
     }
 }
 
@@ -372,7 +373,7 @@ static void forward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, con
         if (has_bias)
             ones_row(col, (size_t)kf, span, cols);
         for (int ki = 0; ki < g->kh; ki++)
-            frcnn__sgemm(false, false, m, (int)cols, kf + (ki == 0 && has_bias ? 1 : 0), 1.0f,
+            frcnn__sgemm(ctx, false, false, m, (int)cols, kf + (ki == 0 && has_bias ? 1 : 0), 1.0f,
                          wf + (size_t)ki * (size_t)m * (size_t)(kf + 1), kf + 1, col + (size_t)ki * ow, (int)span,
                          ki ? 1.0f : 0.0f, y + oy0 * ow, n);
     }
@@ -410,7 +411,7 @@ frcnn_status frcnn_conv2d_forward(frcnn_ctx *ctx, const frcnn_conv2d_params *p, 
         const float *xi = x->data + (size_t)img * x_img;
         float *yi = y->data + (size_t)img * y_img;
         if (direct)
-            forward_direct(&g, m, xi, w->data, bias, yi);
+            forward_direct(ctx, &g, m, xi, w->data, bias, yi);
         else if (folded)
             forward_folded(ctx, &g, m, xi, a, bias != NULL, yi, ws.col);
         else
@@ -460,14 +461,14 @@ static void bias_grad(frcnn_ctx *ctx, const float *dy, int m, size_t n, float *d
 }
 
 /* One image directly (1x1, stride 1, no padding): dw += dY x^T, dx += W^T dY. */
-static void backward_direct(const frcnn__conv_geom *g, int m, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw)
+static void backward_direct(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw)
 {
     int n = g->oh * g->ow;
     if (dw)
-        frcnn__sgemm(false, true, m, g->c, n, 1.0f, dy, n, x, n, 1.0f, dw, g->c);
+        frcnn__sgemm(ctx, false, true, m, g->c, n, 1.0f, dy, n, x, n, 1.0f, dw, g->c);
     if (dx)
-        frcnn__sgemm(true, false, g->c, n, m, 1.0f, w, g->c, dy, n, 1.0f, dx, n);
+        frcnn__sgemm(ctx, true, false, g->c, n, m, 1.0f, w, g->c, dy, n, 1.0f, dx, n);
 }
 
 /* One image by im2col blocks: dw += dY col^T, dx += col2im(W^T dY). */
@@ -480,10 +481,10 @@ static void backward_blocks(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, co
         int cols = (int)((size_t)n - j0 < nb ? (size_t)n - j0 : nb);
         if (dw) {
             frcnn__im2col(ctx, g, x, j0, (size_t)cols, col);
-            frcnn__sgemm(false, true, m, k, cols, 1.0f, dy + j0, n, col, cols, 1.0f, dw, k);
+            frcnn__sgemm(ctx, false, true, m, k, cols, 1.0f, dy + j0, n, col, cols, 1.0f, dw, k);
         }
         if (dx) {
-            frcnn__sgemm(true, false, k, cols, m, 1.0f, w, k, dy + j0, n, 0.0f, col, cols);
+            frcnn__sgemm(ctx, true, false, k, cols, m, 1.0f, w, k, dy + j0, n, 0.0f, col, cols);
             frcnn__col2im(ctx, g, col, j0, (size_t)cols, dx);
         }
     }
@@ -505,14 +506,14 @@ static void backward_folded(frcnn_ctx *ctx, const frcnn__conv_geom *g, int m, co
         if (dwf) {
             frcnn__im2col(ctx, &f, x, oy0 * ow, span, col);
             for (int ki = 0; ki < g->kh; ki++)
-                frcnn__sgemm(false, true, m, kf, (int)cols, 1.0f, dyb, n, col + (size_t)ki * ow, (int)span, 1.0f,
+                frcnn__sgemm(ctx, false, true, m, kf, (int)cols, 1.0f, dyb, n, col + (size_t)ki * ow, (int)span, 1.0f,
                              dwf + (size_t)ki * fsize, kf);
         }
         if (dx) {
             for (size_t r = 0; r < (size_t)kf; r++)
                 memset(col + r * span + cols, 0, (span - cols) * sizeof(float));
             for (int ki = 0; ki < g->kh; ki++)
-                frcnn__sgemm(true, false, kf, (int)cols, m, 1.0f, wf + (size_t)ki * (size_t)m * (size_t)(kf + 1),
+                frcnn__sgemm(ctx, true, false, kf, (int)cols, m, 1.0f, wf + (size_t)ki * (size_t)m * (size_t)(kf + 1),
                              kf + 1, dyb, n, ki ? 1.0f : 0.0f, col + (size_t)ki * ow, (int)span);
             frcnn__col2im(ctx, &f, col, oy0 * ow, span, dx);
         }
@@ -552,7 +553,7 @@ frcnn_status frcnn_conv2d_backward(frcnn_ctx *ctx, const frcnn_conv2d_params *p,
         if (db)
             bias_grad(ctx, dyi, m, (size_t)n, db->data);
         if (is_direct(&g))
-            backward_direct(&g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL);
+            backward_direct(ctx, &g, m, xi, w->data, dyi, dxi, dw ? dw->data : NULL);
         else if (folded)
             backward_folded(ctx, &g, m, xi, dyi, dxi, ws.w, dw ? ws.dw : NULL, ws.col);
         else

@@ -76,7 +76,7 @@ frcnn_status frcnn_linear_forward(frcnn_ctx *ctx, const frcnn_tensor *x, const f
         return frcnn__error(ctx, FRCNN_ERR_SHAPE, "linear: b %s does not match w %s: expected (%d)", sb, sw, d.out);
     }
     /* y (n, out) = x (n, in) * w (out, in)^T */
-    frcnn__sgemm(false, true, d.n, d.out, d.in, 1.0f, x->data, d.in, w->data, d.in, 0.0f, y->data, d.out);
+    frcnn__sgemm(ctx, false, true, d.n, d.out, d.in, 1.0f, x->data, d.in, w->data, d.in, 0.0f, y->data, d.out);
     if (b) {
         const float *bd = b->data;
         for (int i = 0; i < d.n; i++) {
@@ -134,10 +134,10 @@ frcnn_status frcnn_linear_backward(frcnn_ctx *ctx, const frcnn_tensor *x, const 
 
     /* dx (n, in) += dy (n, out) * w (out, in) */
     if (dx)
-        frcnn__sgemm(false, false, d.n, d.in, d.out, 1.0f, dy->data, d.out, w->data, d.in, 1.0f, dx->data, d.in);
+        frcnn__sgemm(ctx, false, false, d.n, d.in, d.out, 1.0f, dy->data, d.out, w->data, d.in, 1.0f, dx->data, d.in);
     /* dw (out, in) += dy (n, out)^T * x (n, in) */
     if (dw)
-        frcnn__sgemm(true, false, d.out, d.in, d.n, 1.0f, dy->data, d.out, x->data, d.in, 1.0f, dw->data, d.in);
+        frcnn__sgemm(ctx, true, false, d.out, d.in, d.n, 1.0f, dy->data, d.out, x->data, d.in, 1.0f, dw->data, d.in);
     if (db) {
         double acc[DB_CHUNK];
         for (int j0 = 0; j0 < d.out; j0 += DB_CHUNK) {

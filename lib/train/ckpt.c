@@ -545,20 +545,14 @@ static frcnn_status load_checked(frcnn_ctx *ctx, frcnn__ckpt_reader *r, const ch
     if (st != FRCNN_OK)
         return st;
 
+    /* The thread count (run.threads) changes no bits (docs/determinism.md); the kernel does. */
     char core[64] = "";
-    uint64_t threads = 0;
     if (frcnn__ckpt_get_str(r, "run.blas_core", core, sizeof core, NULL) == FRCNN_OK &&
         strcasecmp(core, frcnn_blas_core()) != 0)
         frcnn_ctx_log(ctx, FRCNN_LOG_WARN,
                       "%s was written with OpenBLAS kernel %s, this run uses %s: training continues correctly but "
                       "not bit for bit",
                       path, core, frcnn_blas_core());
-    if (frcnn__ckpt_get_u64(r, "run.threads", &threads) == FRCNN_OK &&
-        threads != (uint64_t)frcnn_ctx_threads(ctx) && strcasecmp(frcnn_blas_core(), "SkylakeX") != 0)
-        frcnn_ctx_log(ctx, FRCNN_LOG_WARN,
-                      "%s was written with %llu threads, this run uses %d: with OpenBLAS kernel %s training continues "
-                      "correctly but not bit for bit (docs/determinism.md)",
-                      path, (unsigned long long)threads, frcnn_ctx_threads(ctx), frcnn_blas_core());
 
     /* Write. */
     for (size_t i = 0; i < frcnn_model_param_count(m) && st == FRCNN_OK; i++) {
