@@ -99,6 +99,7 @@ static void bench_layer(frcnn_ctx *ctx, const char *net, const layer *l, int rep
         double t1 = bench_now();
         if ((st = frcnn_conv2d_backward(ctx, &p, x, w, dy, dx, dw, db, ws, ws_bytes)) != FRCNN_OK)
             die(ctx, st, "backward");
+        bench_openblas_threads(frcnn_ctx_threads(ctx));
         double t2 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, ga, k, gb, n, 0.0f, gc, n);
         double t3 = bench_now();
@@ -106,6 +107,7 @@ static void bench_layer(frcnn_ctx *ctx, const char *net, const layer *l, int rep
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, gc, n, gb, n, 1.0f, ga, k);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, ga, k, gc, n, 0.0f, gb, n);
         double t4 = bench_now();
+        bench_openblas_threads(1);
         tf[r] = t1 - t0;
         tb[r] = t2 - t1;
         gf[r] = t3 - t2;
@@ -170,7 +172,8 @@ int main(int argc, char **argv)
     int reps = getenv("FRCNN_BENCH_REPS") ? atoi(getenv("FRCNN_BENCH_REPS")) : 3;
     if (reps < 1 || reps > 16)
         reps = 3;
-    printf("conv2d vs bare cblas_sgemm of the same GEMM, OpenBLAS kernel %s, %d threads, median of %d "
+    printf("conv2d vs bare cblas_sgemm of the same GEMM (on OpenBLAS's threads), OpenBLAS kernel %s, %d threads, "
+           "median of %d "
            "(ratio = sgemm time / ours)\n",
            frcnn_blas_core(), frcnn_ctx_threads(ctx), reps);
     printf("%-8s %-8s %5s %5s %9s %8s %7s %7s %6s %8s %7s %7s %6s %8s\n", "net", "layer", "cin", "cout", "out",

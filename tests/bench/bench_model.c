@@ -5,8 +5,8 @@
  * `name<TAB>value<TAB>unit` lines to argv[1] (default build/bench.tsv).
  *
  * It also splits each step into the time OpenBLAS takes for the library's products and the rest: this program
- * defines cblas_sgemm itself, so the statically linked library's calls reach it, and it times each call on its way
- * to OpenBLAS's. The products alone, against the floor, show how far the shapes a step needs fall short of the
+ * defines cblas_sgemm itself, so the statically linked library's calls reach it, and it times the calls on their
+ * way to OpenBLAS's. The products alone, against the floor, show how far the shapes a step needs fall short of the
  * 2048^3 rate the floor assumes. */
 #define _GNU_SOURCE /* RTLD_NEXT */
 #include "frcnn.h"
@@ -16,6 +16,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,12 @@ static void check(frcnn_ctx *ctx, frcnn_status st, const char *what)
     }
 }
 
-/* Seconds spent in the library's sgemm calls since the last reset; every call comes from the calling thread. */
+/* Wall seconds during which at least one of the library's sgemm calls ran, since the last reset: the blocks of one
+ * product run at the same time on the context's threads, so the time from the first start to the last end. */
 static double sgemm_seconds;
+static pthread_mutex_t sgemm_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sgemm_active;
+static double sgemm_since;
 
 void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
                  const blasint m, const blasint n, const blasint k, const float alpha, const float *a,
@@ -49,9 +54,15 @@ void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta, co
         fprintf(stderr, "bench_model: OpenBLAS's cblas_sgemm not found (%s)\n", dlerror());
         exit(1);
     }
-    double t0 = bench_now();
+    pthread_mutex_lock(&sgemm_mu);
+    if (sgemm_active++ == 0)
+        sgemm_since = bench_now();
+    pthread_mutex_unlock(&sgemm_mu);
     openblas(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    sgemm_seconds += bench_now() - t0;
+    pthread_mutex_lock(&sgemm_mu);
+    if (--sgemm_active == 0)
+        sgemm_seconds += bench_now() - sgemm_since;
+    pthread_mutex_unlock(&sgemm_mu);
 }
 
 /* Forward GFLOP of one image counted from the layer shapes (multiply-adds x 2), with `rois` RoIs in the head. */
@@ -137,13 +148,17 @@ static size_t head_rois(frcnn_ctx *ctx, frcnn_model *m, const frcnn_input *in, c
     return n;
 }
 
-/* One 2048^3 sgemm, in GFLOP/s; called between the timed steps so that the floor sees the same machine load. */
-static double sgemm_gflops(float *a, float *b, float *c)
+/* One 2048^3 sgemm on OpenBLAS's own `threads` threads, in GFLOP/s; called between the timed steps so that the
+ * floor sees the same machine load. */
+static double sgemm_gflops(int threads, float *a, float *b, float *c)
 {
     const int n = 2048;
+    bench_openblas_threads(threads);
     double t0 = bench_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    return 2.0 * n * (double)n * n / (bench_now() - t0) * 1e-9;
+    double gflops = 2.0 * n * (double)n * n / (bench_now() - t0) * 1e-9;
+    bench_openblas_threads(1);
+    return gflops;
 }
 
 /* Runs in a child: one preset, prints its row, appends its TSV lines. */
@@ -188,7 +203,7 @@ static void bench_preset(const char *name, frcnn_config cfg, int h, int w, int r
         sgemm_seconds = 0.0;
         check(ctx, frcnn_model_detect(m, &in, dets, 100, &n), "detect");
         double t2 = bench_now(), det_gemm = sgemm_seconds;
-        double g = sgemm_gflops(ga, gb, gc);
+        double g = sgemm_gflops(frcnn_ctx_threads(ctx), ga, gb, gc);
         if (r >= 0) {
             ts[r] = t1 - t0;
             td[r] = t2 - t1;

@@ -25,4 +25,14 @@ static inline double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Bare OpenBLAS, the benchmarks' yardstick, runs on n threads of its own: the library sets OpenBLAS to one thread
+ * (it runs its products on its own threads, lib/kernels/gemm.h), which would make the yardstick single-threaded.
+ * Call with the context's thread count before a bare cblas_sgemm and with 1 after. */
+void openblas_set_num_threads(int n);
+
+static inline void bench_openblas_threads(int n)
+{
+    openblas_set_num_threads(n);
+}
+
 #endif /* FRCNN_BENCH_UTIL_H */
