@@ -6,6 +6,7 @@
 #include "frcnn.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <sys/types.h>
 
@@ -31,10 +32,10 @@ struct frcnn__pool {
     pthread_t threads[FRCNN__MAX_THREADS];
     frcnn__pool_worker args[FRCNN__MAX_THREADS];
     int n_workers;        /* started; worker i runs range i + 1 of a loop */
-    uint64_t generation;  /* bumped for each loop, and to stop */
+    _Atomic uint64_t generation; /* bumped for each loop, and to stop; read without the lock while spinning */
     bool stop;
-    int active;           /* ranges of the current loop handed to workers */
-    int pending;          /* of those, not finished yet */
+    int active;                  /* ranges of the current loop handed to workers */
+    _Atomic int pending;         /* of those, not finished yet; read without the lock while spinning */
     frcnn__range_fn fn;
     void *arg;
     size_t begin[FRCNN__MAX_THREADS], end[FRCNN__MAX_THREADS];

@@ -1,9 +1,24 @@
 /* The parallel loop: a range split into one contiguous piece per thread, each piece written only by its thread,
  * so results never depend on the thread count. Pieces beyond the first run on the context's persistent workers,
- * started once by frcnn_ctx_set_threads: a loop costs a wake-up, not a thread start. */
+ * started once by frcnn_ctx_set_threads: a loop costs a wake-up, not a thread start.
+ *
+ * A worker that finished a loop, and the caller waiting for the workers, spin a little before sleeping: a step
+ * runs hundreds of short loops (every matrix product is one), and a sleeping thread took tens of microseconds to
+ * wake, which made the small preset's convolutions a third slower than with OpenBLAS's spinning threads. The spin
+ * is bounded, so an idle pool sleeps and a busy machine loses little. */
 #include "internal.h"
 
 #include <unistd.h>
+
+/* Checks of the flag before sleeping on it: some tens of microseconds. */
+#define POOL_SPINS 2000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static void *worker_main(void *p)
 {
@@ -12,6 +27,13 @@ static void *worker_main(void *p)
     pthread_mutex_lock(&pool->mu);
     uint64_t seen = self->start_generation;
     for (;;) {
+        if (pool->generation == seen) {
+            pthread_mutex_unlock(&pool->mu);
+            for (int i = 0; i < POOL_SPINS && atomic_load_explicit(&pool->generation, memory_order_relaxed) == seen;
+                 i++)
+                cpu_relax();
+            pthread_mutex_lock(&pool->mu);
+        }
         while (pool->generation == seen)
             pthread_cond_wait(&pool->wake, &pool->mu);
         seen = pool->generation;
@@ -114,6 +136,8 @@ void frcnn__parallel_for(frcnn_ctx *ctx, size_t n, size_t min_per_thread, frcnn_
     for (size_t t = (size_t)handed + 1; t < threads; t++) /* ranges no worker could take */
         fn(arg, begin[t], end[t]);
     if (handed > 0) {
+        for (int i = 0; i < POOL_SPINS && atomic_load_explicit(&pool->pending, memory_order_relaxed) > 0; i++)
+            cpu_relax();
         pthread_mutex_lock(&pool->mu);
         while (pool->pending > 0)
             pthread_cond_wait(&pool->done, &pool->mu);
