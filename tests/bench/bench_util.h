@@ -27,12 +27,18 @@ static inline double bench_median(double *v, int n)
 
 /* Bare OpenBLAS, the benchmarks' yardstick, runs on n threads of its own: the library sets OpenBLAS to one thread
  * (it runs its products on its own threads, lib/kernels/gemm.h), which would make the yardstick single-threaded.
- * Call with the context's thread count before a bare cblas_sgemm and with 1 after. */
+ * Call with the context's thread count before a bare cblas_sgemm and with 1 after. Back to 1, it waits 0.2 s:
+ * OpenBLAS's idle threads spin for about 2^28 cycles after their last call, and would compete with the library's
+ * threads in whatever is timed next (measured: small convolutions' backward 20-40% slower). */
 void openblas_set_num_threads(int n);
 
 static inline void bench_openblas_threads(int n)
 {
     openblas_set_num_threads(n);
+    if (n == 1) {
+        struct timespec pause = {0, 200000000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 #endif /* FRCNN_BENCH_UTIL_H */
