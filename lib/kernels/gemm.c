@@ -3,7 +3,7 @@
  * Why not OpenBLAS's own threads: besides changing the bits with the thread count (Haswell, Zen and the generic
  * kernel), they spin in sched_yield between calls, and a step makes hundreds of calls. With another process on the
  * cores the spinning threads starve each other: a small-preset step measured 6.6 s (median) that way against
- * 0.37-0.41 s with blocks on our threads, whose workers sleep between loops (docs/benchmarks.md). */
+ * 0.37-0.41 s with blocks on our threads, whose workers spin only briefly before sleeping (docs/benchmarks.md). */
 #include "gemm.h"
 
 #include <cblas.h>
