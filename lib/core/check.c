@@ -82,6 +82,20 @@ frcnn_status frcnn__check_roi_batch(frcnn_ctx *ctx, const char *op, const float 
     return FRCNN_OK;
 }
 
+size_t frcnn__first_index_outside(const int32_t *idx, size_t n, int32_t lo, int64_t hi)
+{
+    /* A branch-free scan first, which vectorises (a pooling layer's argmax has around a million entries), then the
+     * search for the message. With hi above INT32_MAX the scan flags INT32_MAX, which the search clears. */
+    const int32_t top = hi < INT32_MAX ? (int32_t)hi : INT32_MAX;
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= (unsigned)(idx[i] < lo) | (unsigned)(idx[i] >= top);
+    for (size_t i = 0; bad && i < n; i++)
+        if (idx[i] < lo || idx[i] >= hi)
+            return i;
+    return n;
+}
+
 frcnn_status frcnn__check_same_shape(frcnn_ctx *ctx, const frcnn_tensor *a, const char *a_name,
                                      const frcnn_tensor *b, const char *b_name)
 {

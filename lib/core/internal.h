@@ -100,6 +100,8 @@ void frcnn__shape_str(const frcnn_tensor *t, char *buf, size_t len);
 /* The batch index of row i of a RoI tensor (r, 5), column 0 of `row`: an integer value in [0, n). `op` names the
  * kernel in the message. */
 frcnn_status frcnn__check_roi_batch(frcnn_ctx *ctx, const char *op, const float *row, int64_t i, int64_t n);
+/* The position of the first of idx[0..n) outside [lo, hi), or n. */
+size_t frcnn__first_index_outside(const int32_t *idx, size_t n, int32_t lo, int64_t hi);
 /* Fails unless dims[0..ndim) are all in [1, INT32_MAX] and their product fits in size_t floats. */
 frcnn_status frcnn__check_dims(frcnn_ctx *ctx, int ndim, const int64_t *dims, const char *name, size_t *numel);
 

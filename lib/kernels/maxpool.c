@@ -368,18 +368,11 @@ static frcnn_status check_backward(frcnn_ctx *ctx, const frcnn_maxpool_params *p
         st = check_shapes(ctx, p, op, dx, "dx", dy, "dy");
     if (st != FRCNN_OK || !dx)
         return st;
-    /* A branch-free scan first, which vectorises (the first pool of a 320x432 input has 1.1M entries), then the
-     * first bad entry for the message. A plane above INT32_MAX flags INT32_MAX here, which the second loop clears. */
     const int64_t plane = dx->dims[2] * dx->dims[3];
-    const int32_t limit = plane < INT32_MAX ? (int32_t)plane : INT32_MAX;
-    unsigned bad = 0;
-    for (size_t i = 0; i < dy->numel; i++)
-        bad |= (unsigned)(argmax[i] < 0) | (unsigned)(argmax[i] >= limit);
-    for (size_t i = 0; bad && i < dy->numel; i++) {
-        if (argmax[i] < 0 || argmax[i] >= plane)
-            return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: argmax[%zu] is %d, expected an index in [0, %lld)",
-                                op, i, (int)argmax[i], (long long)plane);
-    }
+    size_t i = frcnn__first_index_outside(argmax, dy->numel, 0, plane);
+    if (i < dy->numel)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG, "%s: argmax[%zu] is %d, expected an index in [0, %lld)", op,
+                            i, (int)argmax[i], (long long)plane);
     return FRCNN_OK;
 }
 

@@ -292,12 +292,11 @@ frcnn_status frcnn_roi_pool_backward(frcnn_ctx *ctx, const frcnn_roi_pool_params
                             (long long)dx->dims[2], (long long)dx->dims[3]);
     if ((st = check_rois_values(ctx, rois, dx->dims[0], false)) != FRCNN_OK)
         return st;
-    for (size_t i = 0; i < dy->numel; i++) {
-        if (argmax[i] < -1 || argmax[i] >= plane)
-            return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
-                                "roi_pool: argmax[%zu] is %ld, expected -1 or a plane index below %lld", i,
-                                (long)argmax[i], (long long)plane);
-    }
+    size_t bad = frcnn__first_index_outside(argmax, dy->numel, -1, plane);
+    if (bad < dy->numel)
+        return frcnn__error(ctx, FRCNN_ERR_INVALID_ARG,
+                            "roi_pool: argmax[%zu] is %ld, expected -1 or a plane index below %lld", bad,
+                            (long)argmax[bad], (long long)plane);
 
     backward_job job = {rois->data, dy->data, argmax, dx->data, r, dx->dims[1], (size_t)plane,
                         (size_t)p->pooled_h * (size_t)p->pooled_w};
