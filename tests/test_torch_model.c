@@ -2,16 +2,16 @@
  * RPNHead, a RoI op, TwoMLPHead fc 64, 4 classes) at 128x160, configured as torchvision (box_convention continuous,
  * pool_floor, sigmoid-equivalent objectness, smooth-L1 beta 1/9, test NMS 0.5). Every test runs twice: with RoI
  * pooling against tests/fixtures/torch/model.ckpt, and with roi_op align-legacy against model_align.ckpt, whose
- * model uses torchvision's own MultiScaleRoIAlign. Both files come from tools/torch_reference/make_model_fixture.py,
- * whose docstring describes the model. Weights and image are generated on both sides by the same counter-based generator (generated()), so the
- * fixture holds only outputs.
+ * model uses torchvision's own MultiScaleRoIAlign. Both files come from
+ * tools/torch_reference/make_model_fixture.py, whose docstring describes the model. Weights and image are generated
+ * on both sides by the same counter-based generator (generated()), so the fixture holds only outputs.
  *
  * Eval mode: the feature map, the RPN's outputs, the proposals, the head's outputs on torchvision's proposals and
- * the detections agree within relative 1e-4 (1e-3 for the detections, as the issue asks for the whole model).
- * Training: one step with sampling switched off (every labelled anchor and RoI kept); the four losses agree within
- * 1e-3 relative, and each parameter's gradient through its squared norm and eight projections on generated vectors
- * (a projection's tolerance is 1e-3 of |g| |v|, the size any difference in g could reach; 2e-3 with RoI align,
- * see setup_align). */
+ * the detections agree within relative 1e-4 (1e-3 for the detections, as the issue asks for the whole model, all
+ * but at most 5 of 100: see test_detections). Training: one step with sampling switched off (every labelled anchor
+ * and RoI kept); the four losses agree within 1e-3 relative, and each parameter's gradient through its squared norm
+ * and eight projections on generated vectors (a projection's tolerance is 1e-3 of |g| |v|, the size any difference
+ * in g could reach; 2e-3 with RoI align, see setup_align). */
 #include "testutil.h"
 
 #include <math.h>
