@@ -526,6 +526,63 @@ static void test_not_finite_changes_nothing(void **state)
     }
 }
 
+/* fc6's gradient spans many of the slices the check runs on threads: the first of two non-finite values in different
+ * slices is the one named, and with clipping the norm over all of it matches a sum in double and gives the same
+ * bits on 1, 2 and 3 threads. */
+static void test_large_gradient_checked_in_slices(void **state)
+{
+    fixture *fx = *state;
+    frcnn_ctx *ctx = fx->ctx;
+    frcnn_model *m = fx->model;
+    frcnn_param fc6 = get_param(m, "roi_heads.box_head.fc6.weight");
+    size_t n = frcnn_tensor_numel(fc6.grad);
+    assert_true(n > 40 * 65536); /* the check's slices are 65536 floats */
+    float *g = frcnn_tensor_data(fc6.grad);
+    for (int clip = 0; clip < 2; clip++) {
+        frcnn_optim_params op = frcnn_optim_params_sgd();
+        op.clip_norm = clip ? 1.0f : 0.0f;
+        frcnn_optim *o = make_optim(ctx, &op, m);
+        frcnn_model_zero_grad(m);
+        g[39 * 65536 + 3] = INFINITY;
+        g[3 * 65536 + 11] = NAN;
+        tu_expect_error_msg(ctx, frcnn_optim_step(o, 0.01f), FRCNN_ERR_NOT_FINITE, "NaN at element 196619");
+        g[3 * 65536 + 11] = 0.0f;
+        tu_expect_error_msg(ctx, frcnn_optim_step(o, 0.01f), FRCNN_ERR_NOT_FINITE, "infinite at element 2555907");
+        g[39 * 65536 + 3] = 0.0f;
+        frcnn_optim_free(o);
+    }
+
+    frcnn_optim_params op = frcnn_optim_params_sgd();
+    op.momentum = 0.0f;
+    op.weight_decay = 0.0f;
+    frcnn_model_zero_grad(m);
+    tu_fill_uniform(g, n, 8, -1.0f, 1.0f);
+    double sq = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sq += (double)g[i] * g[i];
+    op.clip_norm = (float)(sqrt(sq) / 4.0);
+    float *w0 = copy_of(fc6.value), *first = NULL;
+    double *want = dcopy_of(fc6.value);
+    for (size_t i = 0; i < n; i++)
+        want[i] -= 0.5 * g[i] * ((double)op.clip_norm / sqrt(sq));
+    for (int threads = 1; threads <= 3; threads++) {
+        memcpy(frcnn_tensor_data(fc6.value), w0, n * sizeof *w0);
+        assert_int_equal(frcnn_ctx_set_threads(ctx, threads), FRCNN_OK);
+        frcnn_optim *o = make_optim(ctx, &op, m);
+        assert_int_equal(frcnn_optim_step(o, 0.5f), FRCNN_OK);
+        frcnn_optim_free(o);
+        if (!first) {
+            assert_close_double("clipped fc6", frcnn_tensor_data(fc6.value), want, n, 1e-7, 1e-5);
+            first = copy_of(fc6.value);
+        } else {
+            tu_assert_identical("clipped fc6 on more threads", frcnn_tensor_data(fc6.value), first, n);
+        }
+    }
+    assert_int_equal(frcnn_ctx_set_threads(ctx, 0), FRCNN_OK);
+    frcnn_model_zero_grad(m);
+    free(w0), free(first), free(want);
+}
+
 static void expect_bad_params(frcnn_ctx *ctx, frcnn_model *m, frcnn_optim_params p, const char *needle)
 {
     frcnn_optim *o = (frcnn_optim *)&o; /* any non-NULL value: create must set NULL on failure */
@@ -817,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_set_steps),
         cmocka_unit_test(test_decayed_state_flushed),
         cmocka_unit_test(test_not_finite_changes_nothing),
+        cmocka_unit_test(test_large_gradient_checked_in_slices),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test(test_create_out_of_memory),
         cmocka_unit_test(test_lr_paper),

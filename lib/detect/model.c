@@ -476,8 +476,30 @@ frcnn_status frcnn_model_find_param(const frcnn_model *m, const char *name, frcn
     return frcnn__error(m->ctx, FRCNN_ERR_NOT_FOUND, "model has no parameter named '%s'", name);
 }
 
+/* The gradients are zeroed in slices of this many floats, as one sequence, on all threads: a single thread's memset
+ * gets about half the memory bandwidth of two (the small preset's 68 MB: 5-6 ms against 2.8-3.2 ms). */
+#define ZERO_GRAD_SLICE_FLOATS ((size_t)1 << 18)
+
+/* Zeroes slices [first, end) of the concatenated gradients. */
+static void zero_grad_slices(void *arg, size_t first, size_t end)
+{
+    const frcnn_model *m = arg;
+    size_t lo = first * ZERO_GRAD_SLICE_FLOATS, hi = end * ZERO_GRAD_SLICE_FLOATS, at = 0;
+    for (size_t i = 0; i < m->n_params && at < hi; i++) {
+        frcnn_tensor *g = m->params[i].grad;
+        size_t s = lo > at ? lo : at, e = hi < at + g->numel ? hi : at + g->numel;
+        if (s < e)
+            memset(g->data + (s - at), 0, (e - s) * sizeof(float));
+        at += g->numel;
+    }
+}
+
 void frcnn_model_zero_grad(frcnn_model *m)
 {
-    for (size_t i = 0; m && i < m->n_params; i++)
-        frcnn_tensor_zero(m->params[i].grad);
+    if (!m)
+        return;
+    size_t floats = 0;
+    for (size_t i = 0; i < m->n_params; i++)
+        floats += m->params[i].grad->numel;
+    frcnn__parallel_for(m->ctx, (floats + ZERO_GRAD_SLICE_FLOATS - 1) / ZERO_GRAD_SLICE_FLOATS, 1, zero_grad_slices, m);
 }
