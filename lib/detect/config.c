@@ -1,5 +1,5 @@
 /* Model configurations: the paper's VGG16 preset, the small CPU preset, and validation of any configuration. */
-#include "internal.h"
+#include "model_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -24,6 +24,8 @@ const char *frcnn_roi_op_name(frcnn_roi_op op)
 }
 
 /* py-faster-rcnn lib/fast_rcnn/config.py and experiments/cfgs/faster_rcnn_end2end.yml. */
+const float frcnn__imagenet_pixel_stds[3] = {57.375f, 57.12f, 58.395f};
+
 frcnn_config frcnn_config_vgg16(void)
 {
     frcnn_config c;
@@ -67,11 +69,8 @@ frcnn_config frcnn_config_small(void)
     c.short_side = 320;
     c.max_side = 544;
     c.frozen_convs = 0;
-    /* Trained from scratch: unit-scale inputs keep He-initialised activations near unit scale (the ImageNet
-     * pixel standard deviations, B G R, times 255). */
-    c.pixel_stds[0] = 57.375f;
-    c.pixel_stds[1] = 57.12f;
-    c.pixel_stds[2] = 58.395f;
+    /* Trained from scratch: unit-scale inputs keep He-initialised activations near unit scale. */
+    memcpy(c.pixel_stds, frcnn__imagenet_pixel_stds, sizeof c.pixel_stds);
     c.rpn_channels = 256;
     c.fc_channels = 1024;
     /* No dropout in the head, as torchvision's and Detectron2's box heads: measured on the synthetic demo data,

@@ -64,6 +64,23 @@ static frcnn_status add_param(frcnn_model *m, const char *prefix, int ndim, cons
     return FRCNN_OK;
 }
 
+/* He initialisation assumes inputs of unit scale. The first convolution's input channel c has a standard deviation
+ * of about frcnn__imagenet_pixel_stds[c] / pixel_stds[c] (57 for VGG16's raw Caffe pixels, 1 for the small preset),
+ * so its weights for that channel are divided by it: without that, a VGG16 trained from scratch started with a loss
+ * of about 200 and diverged at its second iteration. The factor is exactly 1 for the small preset. */
+static void scale_first_conv(frcnn_model *m)
+{
+    frcnn_tensor *w = m->params[m->convs[0].weight].value;
+    size_t per_channel = (size_t)w->dims[2] * (size_t)w->dims[3];
+    for (int64_t o = 0; o < w->dims[0]; o++)
+        for (int64_t c = 0; c < w->dims[1]; c++) {
+            float f = m->cfg.pixel_stds[c] / frcnn__imagenet_pixel_stds[c];
+            float *k = w->data + ((size_t)o * (size_t)w->dims[1] + (size_t)c) * per_channel;
+            for (size_t i = 0; i < per_channel; i++)
+                k[i] *= f;
+        }
+}
+
 /* Seeded initialisation in parameter order. Backbone and fc6/fc7: He normal (trained from scratch, no ImageNet
  * weights here); RPN and classifier: normal std 0.01, box regression std 0.001 (py-faster-rcnn train.prototxt). */
 static void init_params(frcnn_model *m, uint64_t seed)
@@ -85,6 +102,7 @@ static void init_params(frcnn_model *m, uint64_t seed)
             std = sqrtf(2.0f / (float)(p->value->numel / (size_t)p->value->dims[0]));
         frcnn_rng_fill_normal(&rng, p->value, 0.0f, std);
     }
+    scale_first_conv(m);
     for (int i = 0; i < m->n_convs; i++) /* GroupNorm starts as the identity on normalised values */
         if (m->convs[i].norm >= 0)
             frcnn_tensor_fill(m->params[m->convs[i].norm].value, 1.0f);

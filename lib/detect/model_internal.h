@@ -8,6 +8,10 @@
 #define FRCNN__MAX_CONVS 16
 #define FRCNN__PARAM_NAME 64
 
+/* The standard deviations of natural images' pixel values, B G R in 0..255 (ImageNet's, 0.225 0.224 0.229 times
+ * 255): the small preset's pixel_stds, and the input scale the first convolution's initialisation assumes. */
+extern const float frcnn__imagenet_pixel_stds[3];
+
 typedef struct frcnn__param_slot {
     char name[FRCNN__PARAM_NAME];
     frcnn_tensor *value, *grad;
