@@ -812,6 +812,73 @@ static void test_continuous_floor_model(void **state)
     frcnn_ctx_free(ctx);
 }
 
+/* The backbone's feature map for one input, copied. */
+static float *feature_of(frcnn_model *m, frcnn_tensor *image, bool train, size_t *n)
+{
+    frcnn_input in = {image, 1.0f};
+    const frcnn_tensor *feature;
+    assert_int_equal(frcnn_model_stage_begin(m, &in, train), FRCNN_OK);
+    assert_int_equal(frcnn_model_backbone_forward(m, &feature), FRCNN_OK);
+    *n = frcnn_tensor_numel(feature);
+    float *copy = malloc(*n * sizeof *copy);
+    assert_non_null(copy);
+    memcpy(copy, frcnn_tensor_data(feature), *n * sizeof *copy);
+    return copy;
+}
+
+/* Layers whose outputs no backward pass reads (frozen ones; all at inference) run in bands of rows when a max-pool
+ * follows them, and the stages after the backbone may then live in its free buffer (model.c). With a plan 2048
+ * wide the first layer's bands are 16 rows, so a 77-row input runs five, the last odd. Frozen or not, training or
+ * inference, ceil or floor pools: the same feature map, and the same losses for a training step, as a model that
+ * runs every layer whole. */
+static void test_banded_layers(void **state)
+{
+    (void)state;
+    frcnn_ctx *ctx = tu_ctx();
+    const float gt[8] = {10, 12, 60, 50, 40, 30, 95, 70};
+    const int32_t labels[2] = {1, 3};
+    for (int floor_mode = 0; floor_mode < 2; floor_mode++) {
+        frcnn_config c = tu_tiny_config(IMG_H, 2048, 64, 256);
+        c.pool_floor = floor_mode;
+        frcnn_model *whole = make_model(ctx, &c, 5);
+        c.frozen_convs = 2; /* both have a pool after them */
+        frcnn_model *banded = make_model(ctx, &c, 5);
+        frcnn_tensor *image = tu_tensor(ctx, 4, 1, 3, 77, 101);
+        tu_fill_uniform(frcnn_tensor_data(image), frcnn_tensor_numel(image), 9, -1.0f, 1.0f);
+        size_t n, n_frozen, n_eval;
+        float *want = feature_of(whole, image, true, &n);
+        float *frozen = feature_of(banded, image, true, &n_frozen);
+        float *eval = feature_of(whole, image, false, &n_eval);
+        assert_int_equal(n_frozen, n);
+        assert_int_equal(n_eval, n);
+        tu_assert_close("feature with two banded layers", frozen, want, n, 2e-5, 1e-5);
+        tu_assert_close("feature at inference, every pooled layer banded", eval, want, n, 2e-5, 1e-5);
+        free(want), free(frozen), free(eval);
+
+        frcnn_input in = {image, 1.0f};
+        frcnn_losses l[2];
+        frcnn_model *m[2] = {whole, banded};
+        for (int k = 0; k < 2; k++) {
+            frcnn_rng rng;
+            frcnn_rng_seed(&rng, 17);
+            frcnn_model_zero_grad(m[k]);
+            assert_int_equal(frcnn_model_train_step(m[k], &in, gt, labels, 2, &rng, &l[k]), FRCNN_OK);
+        }
+        const float got[4] = {l[1].rpn_cls, l[1].rpn_box, l[1].cls, l[1].box};
+        const float ref[4] = {l[0].rpn_cls, l[0].rpn_box, l[0].cls, l[0].box};
+        tu_assert_close("losses with two banded layers", got, ref, 4, 1e-5, 1e-5);
+        frcnn_detection d[2][100];
+        size_t nd[2];
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(frcnn_model_detect(m[k], &in, d[k], 100, &nd[k]), FRCNN_OK);
+        assert_int_equal(nd[1], nd[0]);
+        frcnn_tensor_free(image);
+        frcnn_model_free(whole);
+        frcnn_model_free(banded);
+    }
+    frcnn_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -826,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_config_conventions_validated),
         cmocka_unit_test(test_pool_floor_feature_size),
         cmocka_unit_test(test_continuous_floor_model),
+        cmocka_unit_test(test_banded_layers),
     };
     if (getenv("FRCNN_TEST_FILTER"))
         cmocka_set_test_filter(getenv("FRCNN_TEST_FILTER"));

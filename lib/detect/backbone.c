@@ -5,6 +5,8 @@
 
 #include "../kernels/maxpool_relu.h"
 
+#include <string.h>
+
 static const frcnn_conv2d_params conv3x3 = {1, 1, 1, 1};
 
 static frcnn_groupnorm_params norm_params(const frcnn_model *m)
@@ -29,6 +31,55 @@ static const frcnn_tensor *layer_input(const frcnn_model *m, const frcnn_tensor 
     return m->convs[i - 1].pool_after ? &m->a.pooled[i - 1] : &m->a.out[i - 1];
 }
 
+/* A banded layer (model.c's layout: no backward reads its output, a max-pool follows, no GroupNorm) runs a band
+ * of output rows at a time: the band's input rows with one row of halo on each side (zero rows past the image's
+ * edges, so the convolution pads only the width), convolution, ReLU and pool into small buffers, and the pooled
+ * rows copied into place. Only the pooled map is ever whole: VGG16's conv1_2 output alone is 123 MB at 600x800.
+ * Bands start at even rows, so no pooling window straddles two. */
+static frcnn_status banded_forward(frcnn_model *m, int i, const frcnn_tensor *x, const frcnn_maxpool_params *pool)
+{
+    static const frcnn_conv2d_params pad_width_only = {1, 1, 0, 1};
+    const frcnn__conv_layer *l = &m->convs[i];
+    frcnn__acts *a = &m->a;
+    frcnn_tensor *pooled = &a->pooled[i];
+    size_t h = (size_t)x->dims[2], w = (size_t)x->dims[3], plane = h * w;
+    size_t ph = (size_t)pooled->dims[2], pw = (size_t)pooled->dims[3];
+    frcnn_status st = FRCNN_OK;
+    for (size_t r0 = 0; r0 < h && st == FRCNN_OK; r0 += (size_t)a->band_rows[i]) {
+        size_t rows = h - r0 < (size_t)a->band_rows[i] ? h - r0 : (size_t)a->band_rows[i];
+        frcnn__view in, out, band_pooled;
+        frcnn__view_set(&in, a->band_in, 4, 1, l->cin, (int64_t)rows + 2, (int64_t)w);
+        frcnn__view_set(&out, a->band_out, 4, 1, l->cout, (int64_t)rows, (int64_t)w);
+        for (size_t c = 0; c < (size_t)l->cin; c++)
+            for (size_t j = 0; j < rows + 2; j++) {
+                float *dst = a->band_in + (c * (rows + 2) + j) * w;
+                size_t src = r0 + j; /* the row r0 - 1 + j, offset by one so that row -1 is 0 */
+                if (src >= 1 && src <= h)
+                    memcpy(dst, x->data + c * plane + (src - 1) * w, w * sizeof(float));
+                else
+                    memset(dst, 0, w * sizeof(float));
+            }
+        st = frcnn_conv2d_forward(m->ctx, &pad_width_only, &in, frcnn__param_value(m, l->weight),
+                                  frcnn__param_value(m, l->weight + 1), &out, m->kernel_ws, m->kernel_ws_bytes);
+        if (st == FRCNN_OK)
+            st = frcnn_relu_forward(m->ctx, &out, &out);
+        int64_t out_dims[4];
+        if (st == FRCNN_OK)
+            st = frcnn_maxpool_output_shape(m->ctx, pool, out.dims, out_dims);
+        if (st == FRCNN_OK) {
+            frcnn__view_set(&band_pooled, a->band_pooled, 4, 1, l->cout, out_dims[2], out_dims[3]);
+            st = frcnn_maxpool_forward(m->ctx, pool, &out, &band_pooled, NULL);
+        }
+        size_t prows = (size_t)out_dims[2], p0 = r0 / 2;
+        if (st == FRCNN_OK && (p0 + prows > ph || (size_t)out_dims[3] != pw))
+            st = frcnn__error(m->ctx, FRCNN_ERR_SHAPE, "backbone layer %d: band rows %zu..%zu pool outside "
+                              "the map", i, r0, r0 + rows);
+        for (size_t c = 0; st == FRCNN_OK && c < (size_t)l->cout; c++)
+            memcpy(pooled->data + (c * ph + p0) * pw, a->band_pooled + c * prows * pw, prows * pw * sizeof(float));
+    }
+    return st;
+}
+
 frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, bool train, frcnn_tensor **feature)
 {
     frcnn_ctx *ctx = m->ctx;
@@ -37,6 +88,10 @@ frcnn_status frcnn__backbone_forward(frcnn_model *m, const frcnn_tensor *image, 
     frcnn_status st = FRCNN_OK;
     for (int i = 0; i < m->n_convs && st == FRCNN_OK; i++) {
         const frcnn__conv_layer *l = &m->convs[i];
+        if (m->a.banded[i]) {
+            st = banded_forward(m, i, layer_input(m, image, i), &pool);
+            continue;
+        }
         frcnn_tensor *out = &m->a.out[i], *conv = l->norm >= 0 ? &m->a.conv[i] : out;
         st = frcnn_conv2d_forward(ctx, &conv3x3, layer_input(m, image, i), frcnn__param_value(m, l->weight),
                                   frcnn__param_value(m, l->weight + 1), conv, m->kernel_ws, m->kernel_ws_bytes);

@@ -196,42 +196,83 @@ static int pool_half(const frcnn_config *cfg, int x)
     return cfg->pool_floor ? x / 2 : (x + 1) / 2;
 }
 
-/* The whole layout. Layers whose outputs no backward pass reads (frozen ones, or all of them at inference) write
- * into two alternating shared buffers; every other buffer has its own place. */
-static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
+/* The rows of a band of a banded layer (see backbone.c): an even number, about this many bytes of output at the
+ * widest input the model plans for. Fixed per model, so that each buffer grows with the input's size and the
+ * plan's largest input bounds them all. */
+#define BAND_BYTES ((size_t)4 << 20)
+
+static int band_rows(int cout, int widest)
+{
+    size_t rows = BAND_BYTES / ((size_t)cout * (size_t)widest * sizeof(float));
+    return rows < 2 ? 2 : (int)(rows & ~(size_t)1);
+}
+
+static size_t max_size(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The backbone's buffers. Layers whose outputs no backward pass reads (frozen ones, or all of them at inference)
+ * write in turn into two shared buffers, each sized for what lands in it; such a layer with a max-pool after it
+ * and no GroupNorm runs in bands (backbone.c) and writes only its pooled output. Returns the size of the
+ * backbone's gradient ping-pong buffers, and in *free_mem / *free_floats the shared buffer that holds nothing the
+ * later stages read (NULL, 0 when there is none). */
+static size_t layout_backbone(frcnn_model *m, int h, int w, bool train, carver *c, float **free_mem,
+                              size_t *free_floats)
 {
     frcnn__acts *a = &m->a;
     const frcnn_config *cfg = &m->cfg;
-    a->h = h;
-    a->w = w;
     int first_kept = train ? cfg->frozen_convs : m->n_convs; /* layers from here on keep their outputs */
-    size_t shared_size = 0, grad_size = 0;
-    int ch = h, cw = w;
+    size_t shared_size[2] = {0, 0}, grad_size = 0, band_in = 0, band_out = 0, band_pooled = 0;
+    int turn = 0, ch = h, cw = w, widest = m->plan_long; /* widest: the plan's widest input at this layer */
     const int groups = cfg->norm_groups;
     for (int i = 0; i < m->n_convs; i++) {
-        size_t out = (size_t)m->convs[i].cout * (size_t)ch * (size_t)cw;
-        size_t pooled = m->convs[i].pool_after ? (size_t)m->convs[i].cout * pool_half(cfg, ch) * pool_half(cfg, cw)
-                                            : 0;
-        if (i < first_kept) {
-            shared_size = out > shared_size ? out : shared_size;
-            shared_size = pooled > shared_size ? pooled : shared_size;
+        const frcnn__conv_layer *l = &m->convs[i];
+        int ph = pool_half(cfg, ch), pw = pool_half(cfg, cw);
+        size_t out = (size_t)l->cout * (size_t)ch * (size_t)cw;
+        size_t pooled = l->pool_after ? (size_t)l->cout * (size_t)ph * (size_t)pw : 0;
+        a->banded[i] = i < first_kept && l->pool_after && groups == 0;
+        if (a->banded[i]) {
+            int rows = band_rows(l->cout, widest), even_h = ch + (ch & 1);
+            rows = rows < even_h ? rows : even_h; /* one band for all of a short map */
+            a->band_rows[i] = rows;
+            band_in = max_size(band_in, (size_t)l->cin * (size_t)(rows + 2) * (size_t)cw);
+            band_out = max_size(band_out, (size_t)l->cout * (size_t)rows * (size_t)cw);
+            band_pooled = max_size(band_pooled, (size_t)l->cout * (size_t)(rows / 2) * (size_t)pw);
+            shared_size[turn % 2] = max_size(shared_size[turn % 2], pooled);
+            turn++;
+        } else if (i < first_kept) {
+            if (groups > 0) {
+                shared_size[turn % 2] = max_size(shared_size[turn % 2], out);
+                turn++;
+            }
+            shared_size[turn % 2] = max_size(shared_size[turn % 2], out);
+            turn++;
+            if (l->pool_after) {
+                shared_size[turn % 2] = max_size(shared_size[turn % 2], pooled);
+                turn++;
+            }
         } else {
-            grad_size = out > grad_size ? out : grad_size;
-            grad_size = pooled > grad_size ? pooled : grad_size;
+            grad_size = max_size(grad_size, max_size(out, pooled));
         }
-        if (m->convs[i].pool_after) {
-            ch = pool_half(cfg, ch);
-            cw = pool_half(cfg, cw);
+        if (l->pool_after) {
+            ch = ph;
+            cw = pw;
+            widest = pool_half(cfg, widest);
         }
     }
     a->fh = ch;
     a->fw = cw;
     float *shared[2] = {NULL, NULL};
-    if (first_kept > 0) {
-        shared[0] = carve_f(c, shared_size);
-        shared[1] = carve_f(c, shared_size);
-    }
-    int produced = 0;
+    for (int b = 0; b < 2; b++)
+        if (shared_size[b] > 0)
+            shared[b] = carve_f(c, shared_size[b]);
+    *free_mem = turn > 0 ? shared[turn % 2] : NULL; /* the other one holds the last of these layers' outputs */
+    *free_floats = turn > 0 ? shared_size[turn % 2] : 0;
+    a->band_in = band_in ? carve_f(c, band_in) : NULL;
+    a->band_out = band_out ? carve_f(c, band_out) : NULL;
+    a->band_pooled = band_pooled ? carve_f(c, band_pooled) : NULL;
+    turn = 0;
     ch = h;
     cw = w;
     for (int i = 0; i < m->n_convs; i++) {
@@ -239,18 +280,19 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
         size_t out = (size_t)l->cout * (size_t)ch * (size_t)cw;
         float *mem;
         if (groups > 0) { /* the convolution writes here, GroupNorm reads it into out */
-            mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, out);
+            mem = i < first_kept ? shared[turn++ % 2] : carve_f(c, out);
             frcnn__view_set(&a->conv[i], mem, 4, 1, l->cout, ch, cw);
             carve_view(c, &a->norm_mean[i], 2, 1, groups, 0, 0);
             carve_view(c, &a->norm_rstd[i], 2, 1, groups, 0, 0);
         }
-        mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, out);
+        /* A banded layer's output exists a band at a time only: its view has no memory. */
+        mem = a->banded[i] ? NULL : i < first_kept ? shared[turn++ % 2] : carve_f(c, out);
         frcnn__view_set(&a->out[i], mem, 4, 1, l->cout, ch, cw);
         a->pool_argmax[i] = NULL;
         if (l->pool_after) {
             int ph = pool_half(cfg, ch), pw = pool_half(cfg, cw);
             size_t pooled = (size_t)l->cout * (size_t)ph * (size_t)pw;
-            mem = i < first_kept ? shared[produced++ % 2] : carve_f(c, pooled);
+            mem = i < first_kept ? shared[turn++ % 2] : carve_f(c, pooled);
             frcnn__view_set(&a->pooled[i], mem, 4, 1, l->cout, ph, pw);
             if (train && i >= first_kept)
                 a->pool_argmax[i] = carve(c, pooled * sizeof(int32_t));
@@ -258,6 +300,14 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
             cw = pw;
         }
     }
+    return grad_size;
+}
+
+/* After the backbone: RPN, proposals and RoI head. */
+static void layout_heads(frcnn_model *m, bool train, carver *c)
+{
+    frcnn__acts *a = &m->a;
+    const frcnn_config *cfg = &m->cfg;
     int fc = m->convs[m->n_convs - 1].cout, r = cfg->rpn_channels, na = m->num_anchors, k = cfg->num_classes;
     size_t n = (size_t)a->fh * (size_t)a->fw * (size_t)na;
     a->anchors_n = n;
@@ -281,11 +331,19 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     carve_view(c, &a->cls, 2, rois, k, 0, 0);
     carve_view(c, &a->cls_prob, 2, rois, k, 0, 0);
     carve_view(c, &a->box, 2, rois, 4 * (int64_t)k, 0, 0);
-    if (!train)
-        return;
+}
+
+/* What only training needs after the backbone: targets and every gradient. */
+static void layout_train(frcnn_model *m, size_t grad_size, carver *c)
+{
+    frcnn__acts *a = &m->a;
+    const frcnn_config *cfg = &m->cfg;
+    int fc = m->convs[m->n_convs - 1].cout, r = cfg->rpn_channels, na = m->num_anchors, k = cfg->num_classes;
+    size_t n = a->anchors_n;
+    int rois = cfg->roi_targets.batch_size, p = cfg->pooled_size, f = cfg->fc_channels;
     /* The feature map's gradient lives in the ping-pong buffers too. */
     size_t feat = (size_t)fc * (size_t)a->fh * (size_t)a->fw;
-    grad_size = feat > grad_size ? feat : grad_size;
+    grad_size = max_size(feat, grad_size);
     a->grad_a_mem = carve_f(c, grad_size);
     a->grad_b_mem = carve_f(c, grad_size);
     carve_view(c, &a->d_rpn_h, 4, 1, r, a->fh, a->fw);
@@ -314,6 +372,30 @@ static void layout(frcnn_model *m, int h, int w, bool train, carver *c)
     carve_view(c, &a->d_box, 2, rois, 4 * (int64_t)k, 0, 0);
 }
 
+/* The whole layout. With use_free, the sections after the backbone go into the backbone's free shared buffer as
+ * far as they fit there (VGG16's frozen conv1-conv2 leave 123 MB at 600x800 that nothing reads after them: the
+ * training section fits), the others after it. Without, always after it: sizes then grow with the input's, so the
+ * plan's largest input bounds the block, which use_free alone would not (a larger input can fit where a smaller
+ * one does not). */
+static void layout(frcnn_model *m, int h, int w, bool train, bool use_free, carver *c)
+{
+    m->a.h = h;
+    m->a.w = w;
+    float *free_mem;
+    size_t free_floats;
+    size_t grad_size = layout_backbone(m, h, w, train, c, &free_mem, &free_floats);
+    carver heads = {NULL, 0}, training = {NULL, 0}; /* counting passes first */
+    layout_heads(m, train, &heads);
+    if (train)
+        layout_train(m, grad_size, &training);
+    size_t room = use_free ? free_floats * sizeof(float) : 0;
+    carver in_free = {c->base ? (unsigned char *)free_mem : NULL, 0};
+    bool both = heads.used + training.used <= room, train_there = training.used <= room;
+    layout_heads(m, train, both || (!train_there && heads.used <= room) ? &in_free : c);
+    if (train)
+        layout_train(m, grad_size, both || train_there ? &in_free : c);
+}
+
 frcnn_status frcnn__acts_layout(frcnn_model *m, int h, int w, bool train)
 {
     int s = h < w ? h : w, l = h < w ? w : h;
@@ -322,7 +404,7 @@ frcnn_status frcnn__acts_layout(frcnn_model *m, int h, int w, bool train)
                             "input %dx%d is outside the model's plan: sides 16 to %d x %d (short_side x max_side)",
                             h, w, m->plan_short, m->plan_long);
     carver c = {m->act_mem, 0};
-    layout(m, h, w, train, &c);
+    layout(m, h, w, train, true, &c);
     return FRCNN_OK;
 }
 
@@ -374,9 +456,10 @@ frcnn_status frcnn_model_create(frcnn_ctx *ctx, const frcnn_config *config, uint
     m->plan_long = config->max_side;
     size_t bytes = 0, anchors_n = 0;
     int64_t feat_h = 0, feat_w = 0;
-    for (int turn = 0; turn < 2; turn++) {
+    for (int turn = 0; turn < 4; turn++) { /* both orientations, training and detection (its bands are its own) */
         carver c = {NULL, 0};
-        layout(m, turn ? m->plan_long : m->plan_short, turn ? m->plan_short : m->plan_long, true, &c);
+        layout(m, turn & 1 ? m->plan_long : m->plan_short, turn & 1 ? m->plan_short : m->plan_long, turn < 2, false,
+               &c);
         bytes = c.used > bytes ? c.used : bytes;
         anchors_n = m->a.anchors_n > anchors_n ? m->a.anchors_n : anchors_n;
         feat_h = m->a.fh > feat_h ? m->a.fh : feat_h;

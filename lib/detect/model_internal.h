@@ -44,6 +44,9 @@ typedef struct frcnn__acts {
     frcnn__view conv[FRCNN__MAX_CONVS];     /* with GroupNorm: the convolution's output, normalised into out */
     frcnn__view norm_mean[FRCNN__MAX_CONVS], norm_rstd[FRCNN__MAX_CONVS]; /* (1, groups) */
     frcnn__view pooled[FRCNN__MAX_CONVS];   /* after the max-pool, when there is one */
+    bool banded[FRCNN__MAX_CONVS];          /* run in bands of rows: out[i] has no memory (backbone.c) */
+    int band_rows[FRCNN__MAX_CONVS];        /* a band's output rows, even */
+    float *band_in, *band_out, *band_pooled; /* one band: input rows with halo, output, pooled output */
     int32_t *pool_argmax[FRCNN__MAX_CONVS];
     frcnn__view grad_a, grad_b;             /* backbone gradient ping-pong, sized per use */
     float *grad_a_mem, *grad_b_mem;
