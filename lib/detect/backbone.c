@@ -63,7 +63,7 @@ static frcnn_status banded_forward(frcnn_model *m, int i, const frcnn_tensor *x,
                                   frcnn__param_value(m, l->weight + 1), &out, m->kernel_ws, m->kernel_ws_bytes);
         if (st == FRCNN_OK)
             st = frcnn_relu_forward(m->ctx, &out, &out);
-        int64_t out_dims[4];
+        int64_t out_dims[4] = {0, 0, 0, 0};
         if (st == FRCNN_OK)
             st = frcnn_maxpool_output_shape(m->ctx, pool, out.dims, out_dims);
         if (st == FRCNN_OK) {
