@@ -828,20 +828,25 @@ static float *feature_of(frcnn_model *m, frcnn_tensor *image, bool train, size_t
 
 /* Layers whose outputs no backward pass reads (frozen ones; all at inference) run in bands of rows when a max-pool
  * follows them, and the stages after the backbone may then live in its free buffer (model.c). With a plan 2048
- * wide the first layer's bands are 16 rows, so a 77-row input runs five, the last odd. Frozen or not, training or
- * inference, ceil or floor pools: the same feature map, and the same losses for a training step, as a model that
- * runs every layer whole. */
+ * wide the first layer's bands are 16 rows, so a 77-row input runs five, the last odd. Two frozen layers with ceil
+ * or floor pools, every layer frozen (the feature map itself in a shared buffer), and two frozen layers with
+ * GroupNorm (not banded, the later stages in the free buffer): the same feature map, at inference too, and the
+ * same losses for a training step as the same model with nothing frozen. */
 static void test_banded_layers(void **state)
 {
     (void)state;
     frcnn_ctx *ctx = tu_ctx();
     const float gt[8] = {10, 12, 60, 50, 40, 30, 95, 70};
     const int32_t labels[2] = {1, 3};
-    for (int floor_mode = 0; floor_mode < 2; floor_mode++) {
+    const struct {
+        int pool_floor, frozen, groups;
+    } variants[] = {{0, 2, 0}, {1, 2, 0}, {0, 5, 0}, {0, 2, 8}};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         frcnn_config c = tu_tiny_config(IMG_H, 2048, 64, 256);
-        c.pool_floor = floor_mode;
+        c.pool_floor = variants[v].pool_floor;
+        c.norm_groups = variants[v].groups;
         frcnn_model *whole = make_model(ctx, &c, 5);
-        c.frozen_convs = 2; /* both have a pool after them */
+        c.frozen_convs = variants[v].frozen;
         frcnn_model *banded = make_model(ctx, &c, 5);
         frcnn_tensor *image = tu_tensor(ctx, 4, 1, 3, 77, 101);
         tu_fill_uniform(frcnn_tensor_data(image), frcnn_tensor_numel(image), 9, -1.0f, 1.0f);
@@ -851,8 +856,10 @@ static void test_banded_layers(void **state)
         float *eval = feature_of(whole, image, false, &n_eval);
         assert_int_equal(n_frozen, n);
         assert_int_equal(n_eval, n);
-        tu_assert_close("feature with two banded layers", frozen, want, n, 2e-5, 1e-5);
-        tu_assert_close("feature at inference, every pooled layer banded", eval, want, n, 2e-5, 1e-5);
+        print_message("variant %zu: pool_floor %d, %d frozen, %d groups\n", v, variants[v].pool_floor,
+                      variants[v].frozen, variants[v].groups);
+        tu_assert_close("feature with frozen layers", frozen, want, n, 2e-5, 1e-5);
+        tu_assert_close("feature at inference", eval, want, n, 2e-5, 1e-5);
         free(want), free(frozen), free(eval);
 
         frcnn_input in = {image, 1.0f};
@@ -866,7 +873,7 @@ static void test_banded_layers(void **state)
         }
         const float got[4] = {l[1].rpn_cls, l[1].rpn_box, l[1].cls, l[1].box};
         const float ref[4] = {l[0].rpn_cls, l[0].rpn_box, l[0].cls, l[0].box};
-        tu_assert_close("losses with two banded layers", got, ref, 4, 1e-5, 1e-5);
+        tu_assert_close("losses with frozen layers", got, ref, 4, 1e-5, 1e-5);
         frcnn_detection d[2][100];
         size_t nd[2];
         for (int k = 0; k < 2; k++)
