@@ -23,9 +23,9 @@ const char *frcnn_roi_op_name(frcnn_roi_op op)
     return NULL;
 }
 
-/* py-faster-rcnn lib/fast_rcnn/config.py and experiments/cfgs/faster_rcnn_end2end.yml. */
 const float frcnn__imagenet_pixel_stds[3] = {57.375f, 57.12f, 58.395f};
 
+/* py-faster-rcnn lib/fast_rcnn/config.py and experiments/cfgs/faster_rcnn_end2end.yml. */
 frcnn_config frcnn_config_vgg16(void)
 {
     frcnn_config c;

@@ -578,7 +578,7 @@ frcnn_status frcnn_model_find_param(const frcnn_model *m, const char *name, frcn
 }
 
 /* The gradients are zeroed in slices of this many floats, as one sequence, on all threads: a single thread's memset
- * gets about half the memory bandwidth of two (the small preset's 68 MB: 5-6 ms against 2.8-3.2 ms). */
+ * gets about half the memory bandwidth of two (the small preset's 68 MB: 4-6 ms on one thread, 1.4-3 ms on two). */
 #define ZERO_GRAD_SLICE_FLOATS ((size_t)1 << 18)
 
 /* Zeroes slices [first, end) of the concatenated gradients. */
