@@ -212,50 +212,64 @@ static size_t max_size(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-/* The backbone's buffers. Layers whose outputs no backward pass reads (frozen ones, or all of them at inference)
- * write in turn into two shared buffers, each sized for what lands in it; such a layer with a max-pool after it
- * and no GroupNorm runs in bands (backbone.c) and writes only its pooled output. Returns the size of the
- * backbone's gradient ping-pong buffers, and in *free_mem / *free_floats the shared buffer that holds nothing the
- * later stages read (NULL, 0 when there is none). */
-static size_t layout_backbone(frcnn_model *m, int h, int w, bool train, carver *c, float **free_mem,
-                              size_t *free_floats)
+/* Where the backbone's buffers go, and the sizes place_backbone finds for the ones it does not carve itself. */
+typedef struct backbone_plan {
+    float *shared[2];                        /* the two shared buffers; NULL while sizing */
+    size_t shared_floats[2];                 /* the most each has to hold */
+    int turn;                                /* writes so far: the next one goes to shared[turn % 2] */
+    size_t band_in, band_out, band_pooled;   /* the band buffers' floats */
+    size_t grad;                             /* the gradient ping-pong buffers' floats */
+} backbone_plan;
+
+/* The next shared buffer in turn, grown to hold `floats`. */
+static float *take_shared(backbone_plan *p, size_t floats)
+{
+    int b = p->turn++ % 2;
+    p->shared_floats[b] = max_size(p->shared_floats[b], floats);
+    return p->shared[b];
+}
+
+/* Sets the backbone's views. Layers whose outputs no backward pass reads (frozen ones, or all of them at
+ * inference) write in turn into the two shared buffers; such a layer with a max-pool after it and no GroupNorm
+ * runs in bands (backbone.c) and writes only its pooled output. Everything else is carved from c. */
+static void place_backbone(frcnn_model *m, int h, int w, bool train, carver *c, backbone_plan *p)
 {
     frcnn__acts *a = &m->a;
     const frcnn_config *cfg = &m->cfg;
     int first_kept = train ? cfg->frozen_convs : m->n_convs; /* layers from here on keep their outputs */
-    size_t shared_size[2] = {0, 0}, grad_size = 0, band_in = 0, band_out = 0, band_pooled = 0;
-    int turn = 0, ch = h, cw = w, widest = m->plan_long; /* widest: the plan's widest input at this layer */
+    int ch = h, cw = w, widest = m->plan_long;               /* widest: the plan's widest input at this layer */
     const int groups = cfg->norm_groups;
     for (int i = 0; i < m->n_convs; i++) {
         const frcnn__conv_layer *l = &m->convs[i];
-        int ph = pool_half(cfg, ch), pw = pool_half(cfg, cw);
         size_t out = (size_t)l->cout * (size_t)ch * (size_t)cw;
+        int ph = pool_half(cfg, ch), pw = pool_half(cfg, cw);
         size_t pooled = l->pool_after ? (size_t)l->cout * (size_t)ph * (size_t)pw : 0;
-        a->banded[i] = i < first_kept && l->pool_after && groups == 0;
-        if (a->banded[i]) {
+        bool shared = i < first_kept;
+        a->banded[i] = shared && l->pool_after && groups == 0;
+        if (!shared)
+            p->grad = max_size(p->grad, max_size(out, pooled));
+        if (groups > 0) { /* the convolution writes here, GroupNorm reads it into out */
+            frcnn__view_set(&a->conv[i], shared ? take_shared(p, out) : carve_f(c, out), 4, 1, l->cout, ch, cw);
+            carve_view(c, &a->norm_mean[i], 2, 1, groups, 0, 0);
+            carve_view(c, &a->norm_rstd[i], 2, 1, groups, 0, 0);
+        }
+        if (a->banded[i]) { /* its output exists a band at a time only: the view has no memory */
             int rows = band_rows(l->cout, widest), even_h = ch + (ch & 1);
             rows = rows < even_h ? rows : even_h; /* one band for all of a short map */
             a->band_rows[i] = rows;
-            band_in = max_size(band_in, (size_t)l->cin * (size_t)(rows + 2) * (size_t)cw);
-            band_out = max_size(band_out, (size_t)l->cout * (size_t)rows * (size_t)cw);
-            band_pooled = max_size(band_pooled, (size_t)l->cout * (size_t)(rows / 2) * (size_t)pw);
-            shared_size[turn % 2] = max_size(shared_size[turn % 2], pooled);
-            turn++;
-        } else if (i < first_kept) {
-            if (groups > 0) {
-                shared_size[turn % 2] = max_size(shared_size[turn % 2], out);
-                turn++;
-            }
-            shared_size[turn % 2] = max_size(shared_size[turn % 2], out);
-            turn++;
-            if (l->pool_after) {
-                shared_size[turn % 2] = max_size(shared_size[turn % 2], pooled);
-                turn++;
-            }
+            p->band_in = max_size(p->band_in, (size_t)l->cin * (size_t)(rows + 2) * (size_t)cw);
+            p->band_out = max_size(p->band_out, (size_t)l->cout * (size_t)rows * (size_t)cw);
+            p->band_pooled = max_size(p->band_pooled, (size_t)l->cout * (size_t)(rows / 2) * (size_t)pw);
+            frcnn__view_set(&a->out[i], NULL, 4, 1, l->cout, ch, cw);
         } else {
-            grad_size = max_size(grad_size, max_size(out, pooled));
+            frcnn__view_set(&a->out[i], shared ? take_shared(p, out) : carve_f(c, out), 4, 1, l->cout, ch, cw);
         }
+        a->pool_argmax[i] = NULL;
         if (l->pool_after) {
+            frcnn__view_set(&a->pooled[i], shared ? take_shared(p, pooled) : carve_f(c, pooled), 4, 1, l->cout, ph,
+                            pw);
+            if (train && !shared)
+                a->pool_argmax[i] = carve(c, pooled * sizeof(int32_t));
             ch = ph;
             cw = pw;
             widest = pool_half(cfg, widest);
@@ -263,44 +277,30 @@ static size_t layout_backbone(frcnn_model *m, int h, int w, bool train, carver *
     }
     a->fh = ch;
     a->fw = cw;
-    float *shared[2] = {NULL, NULL};
+}
+
+/* The backbone's buffers: a sizing pass, the shared and band buffers, then the views. Returns the size of the
+ * backbone's gradient ping-pong buffers, and in *free_mem / *free_floats the shared buffer that holds nothing the
+ * later stages read (NULL, 0 when there is none). */
+static size_t layout_backbone(frcnn_model *m, int h, int w, bool train, carver *c, float **free_mem,
+                              size_t *free_floats)
+{
+    backbone_plan sized = {{NULL, NULL}, {0, 0}, 0, 0, 0, 0, 0};
+    carver count = {NULL, 0};
+    place_backbone(m, h, w, train, &count, &sized);
+    backbone_plan placed = sized;
     for (int b = 0; b < 2; b++)
-        if (shared_size[b] > 0)
-            shared[b] = carve_f(c, shared_size[b]);
-    *free_mem = turn > 0 ? shared[turn % 2] : NULL; /* the other one holds the last of these layers' outputs */
-    *free_floats = turn > 0 ? shared_size[turn % 2] : 0;
-    a->band_in = band_in ? carve_f(c, band_in) : NULL;
-    a->band_out = band_out ? carve_f(c, band_out) : NULL;
-    a->band_pooled = band_pooled ? carve_f(c, band_pooled) : NULL;
-    turn = 0;
-    ch = h;
-    cw = w;
-    for (int i = 0; i < m->n_convs; i++) {
-        const frcnn__conv_layer *l = &m->convs[i];
-        size_t out = (size_t)l->cout * (size_t)ch * (size_t)cw;
-        float *mem;
-        if (groups > 0) { /* the convolution writes here, GroupNorm reads it into out */
-            mem = i < first_kept ? shared[turn++ % 2] : carve_f(c, out);
-            frcnn__view_set(&a->conv[i], mem, 4, 1, l->cout, ch, cw);
-            carve_view(c, &a->norm_mean[i], 2, 1, groups, 0, 0);
-            carve_view(c, &a->norm_rstd[i], 2, 1, groups, 0, 0);
-        }
-        /* A banded layer's output exists a band at a time only: its view has no memory. */
-        mem = a->banded[i] ? NULL : i < first_kept ? shared[turn++ % 2] : carve_f(c, out);
-        frcnn__view_set(&a->out[i], mem, 4, 1, l->cout, ch, cw);
-        a->pool_argmax[i] = NULL;
-        if (l->pool_after) {
-            int ph = pool_half(cfg, ch), pw = pool_half(cfg, cw);
-            size_t pooled = (size_t)l->cout * (size_t)ph * (size_t)pw;
-            mem = i < first_kept ? shared[turn++ % 2] : carve_f(c, pooled);
-            frcnn__view_set(&a->pooled[i], mem, 4, 1, l->cout, ph, pw);
-            if (train && i >= first_kept)
-                a->pool_argmax[i] = carve(c, pooled * sizeof(int32_t));
-            ch = ph;
-            cw = pw;
-        }
-    }
-    return grad_size;
+        placed.shared[b] = sized.shared_floats[b] ? carve_f(c, sized.shared_floats[b]) : NULL;
+    placed.turn = 0;
+    frcnn__acts *a = &m->a;
+    a->band_in = sized.band_in ? carve_f(c, sized.band_in) : NULL;
+    a->band_out = sized.band_out ? carve_f(c, sized.band_out) : NULL;
+    a->band_pooled = sized.band_pooled ? carve_f(c, sized.band_pooled) : NULL;
+    place_backbone(m, h, w, train, c, &placed);
+    int last = sized.turn; /* the other buffer holds the last of the shared layers' outputs */
+    *free_mem = last > 0 ? placed.shared[last % 2] : NULL;
+    *free_floats = last > 0 ? sized.shared_floats[last % 2] : 0;
+    return sized.grad;
 }
 
 /* After the backbone: RPN, proposals and RoI head. */
